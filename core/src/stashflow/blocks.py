@@ -1,0 +1,239 @@
+"""Blocks: configuration objects that can be saved under a name and loaded by slug.
+
+Fields are annotated class attributes; a default makes a field optional.
+Fields annotated `SecretStr` hold credentials: they are masked in reprs, in
+`stashflow block inspect` and in errors, and stored only in files of mode 0600
+under ``$STASHFLOW_HOME/blocks/<type_slug>/<name>.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import typing
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .exceptions import BlockNotFound, StashflowError
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+_MISSING = object()
+
+
+class SecretStr:
+    """A string that does not show itself: ``str()`` and ``repr()`` are masked."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if not isinstance(value, str):
+            raise TypeError("a secret must be a str")
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "SecretStr('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretStr) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self):
+        return (SecretStr, (self._value,))
+
+
+def reveal(value: Any) -> Any:
+    """The plain value of a field (a SecretStr's secret, else the value itself)."""
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+
+class Block:
+    """Base of saveable configuration objects; storage backends are blocks."""
+
+    type_slug: ClassVar[str]
+
+    @classmethod
+    def _fields(cls) -> dict[str, tuple[Any, bool]]:
+        """Field name -> (default or _MISSING, is_secret), base classes first."""
+        fields: dict[str, tuple[Any, bool]] = {}
+        for klass in reversed(cls.__mro__):
+            for name, annotation in vars(klass).get("__annotations__", {}).items():
+                text = annotation if isinstance(annotation, str) else repr(annotation)
+                if name.startswith("_") or "ClassVar" in text:
+                    continue
+                fields[name] = (vars(klass).get(name, _MISSING), "SecretStr" in text)
+        return fields
+
+    def __init__(self, **values: Any):
+        fields = self._fields()
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__} has no field {unknown[0]!r}; fields: {', '.join(fields)}"
+            )
+        for name, (default, secret) in fields.items():
+            if name in values:
+                value = values[name]
+            elif default is _MISSING:
+                raise TypeError(f"{type(self).__name__} needs a value for {name!r}")
+            else:
+                value = default
+            if secret and value is not None and not isinstance(value, SecretStr):
+                value = SecretStr(value)
+            setattr(self, name, value)
+
+    def field_values(self, reveal_secrets: bool = False) -> dict[str, Any]:
+        out = {}
+        for name, (_, secret) in self._fields().items():
+            value = getattr(self, name)
+            if secret and value is not None:
+                value = reveal(value) if reveal_secrets else "**********"
+            elif isinstance(value, Path):
+                value = str(value)
+            out[name] = value
+        return out
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.field_values().items())
+        return f"{type(self).__name__}({shown})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.field_values(True) == other.field_values(True)  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self), json.dumps(self.field_values(True), sort_keys=True, default=str)))
+
+    # saving and loading -------------------------------------------------------------
+
+    def save(self, name: str, overwrite: bool = False) -> str:
+        """Save under `name`; returns the slug. Refuses to replace unless `overwrite`."""
+        path = block_path(self.type_slug, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = json.dumps(
+            {"type": self.type_slug, "fields": self.field_values(reveal_secrets=True)},
+            indent=2, sort_keys=True,
+        ).encode("utf-8")
+        from ._files import atomic_write_private
+
+        if overwrite:
+            atomic_write_private(path, data)
+        else:
+            _create_private(path, data, f"{self.type_slug}/{name}")
+        return f"{self.type_slug}/{name}"
+
+    @classmethod
+    def load(cls, name: str) -> Block:
+        """Load the block of this type saved under `name`."""
+        return load_block(f"{cls.type_slug}/{name}", expected=cls)
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise StashflowError(
+            f"invalid block name {name!r}: use letters, digits, '-', '_' and '.', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def blocks_dir() -> Path:
+    from . import settings
+
+    return settings.home() / "blocks"
+
+
+def block_path(type_slug: str, name: str) -> Path:
+    return blocks_dir() / _check_name(type_slug) / f"{_check_name(name)}.json"
+
+
+def _create_private(path: Path, data: bytes, slug: str) -> None:
+    """Create `path` only if absent, atomically: write a temp file, then hard-link it."""
+    import uuid
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise StashflowError(
+                f"a block is already saved as {slug!r}; pass overwrite=True to replace it"
+            ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def split_slug(slug: str) -> tuple[str, str]:
+    type_slug, sep, name = slug.partition("/")
+    if not sep or not type_slug or not name or "/" in name:
+        raise StashflowError(f"invalid block slug {slug!r}: expected 'type/name'")
+    return _check_name(type_slug), _check_name(name)
+
+
+def load_block(slug: str, expected: type | None = None, registry=None) -> Block:
+    """Load a saved block by slug ("s3-bucket/my-block")."""
+    from .exceptions import StorageNotFound
+    from .plugins import get_registry, install_hint
+
+    type_slug, name = split_slug(slug)
+    path = block_path(type_slug, name)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise BlockNotFound(
+            f"no block saved as {slug!r} (looked in {path.parent}); "
+            "`stashflow block ls` lists the saved blocks"
+        ) from None
+    data = json.loads(raw)
+    cls = expected
+    if cls is None:
+        registry = registry if registry is not None else get_registry()
+        cls = registry.storage_types.get(type_slug)
+        if cls is None:
+            hint = install_hint("storage", type_slug) or "install the plugin that provides it"
+            raise StorageNotFound(f"block {slug!r} has type {type_slug!r}, which is not installed: {hint}")
+    known = cls._fields()
+    return cls(**{k: v for k, v in data.get("fields", {}).items() if k in known})
+
+
+def list_blocks() -> list[str]:
+    root = blocks_dir()
+    if not root.is_dir():
+        return []
+    return sorted(
+        f"{type_dir.name}/{f.stem}"
+        for type_dir in root.iterdir() if type_dir.is_dir()
+        for f in type_dir.glob("*.json")
+    )
+
+
+def delete_block(slug: str) -> None:
+    type_slug, name = split_slug(slug)
+    try:
+        block_path(type_slug, name).unlink()
+    except FileNotFoundError:
+        raise BlockNotFound(f"no block saved as {slug!r}") from None
+
+
+def coerce(cls: type[Block], field: str, text: str) -> Any:
+    """Turn a CLI string into a field value, following the field's annotation."""
+    hints = typing.get_type_hints(cls) if not cls.__module__.startswith("__") else {}
+    annotation = hints.get(field, str)
+    if annotation in (int, int | None):
+        return int(text)
+    if annotation in (bool, bool | None):
+        return text.lower() in ("1", "true", "yes", "on")
+    return text

@@ -1,0 +1,108 @@
+"""Typed errors. Each says what was wrong, with which value, and what to do."""
+
+from __future__ import annotations
+
+
+class StashflowError(Exception):
+    """Base class of every error stashflow raises on purpose."""
+
+
+class InvalidResultKey(StashflowError, ValueError):
+    """A result key is not a safe relative path inside the storage root."""
+
+    def __init__(self, key: object, reason: str):
+        self.key = key
+        self.reason = reason
+        super().__init__(
+            f"invalid result key {key!r}: {reason}. Keys are relative, '/'-separated paths "
+            "with no '..', '.' or empty segments, no backslashes and no control characters."
+        )
+
+
+class ResultNotFound(StashflowError, KeyError):
+    """No record is stored under the key."""
+
+    def __init__(self, key: str, storage: object = None):
+        self.key = key
+        self.storage = storage
+        where = f" in {storage!r}" if storage is not None else ""
+        super().__init__(key)
+        self._message = f"no result stored under key {key!r}{where}"
+
+    def __str__(self) -> str:
+        return self._message
+
+
+class ResultCorrupted(StashflowError):
+    """A stored record is truncated, damaged or not a stashflow record."""
+
+    def __init__(self, key: str | None, reason: str):
+        self.key = key
+        self.reason = reason
+        where = f" at key {key!r}" if key is not None else ""
+        super().__init__(
+            f"result record{where} is corrupted: {reason}. Delete it or write it again "
+            "(the engine treats it as a cache miss and overwrites it)."
+        )
+
+
+class ResultSignatureError(ResultCorrupted):
+    """A record is unsigned or its HMAC signature does not verify."""
+
+
+class SerializerNotFound(StashflowError, LookupError):
+    """A serializer name is not registered; names the plugin that provides it."""
+
+    def __init__(self, name: str, known: list[str] | tuple[str, ...] = (), hint: str | None = None):
+        self.name = name
+        msg = f"unknown serializer {name!r}"
+        if hint:
+            msg += f": {hint}"
+        if known:
+            msg += f" (registered: {', '.join(sorted(known))})"
+        super().__init__(msg)
+
+
+class UntrustedSerializer(StashflowError):
+    """A record names a serializer this store was told not to trust for reading."""
+
+    def __init__(self, key: str, name: str, trusted: frozenset[str]):
+        self.key = key
+        self.name = name
+        super().__init__(
+            f"record at key {key!r} uses serializer {name!r}, which this store does not "
+            f"trust for reading (trusted: {', '.join(sorted(trusted)) or 'none'}); "
+            "nothing was decoded"
+        )
+
+
+class SerializationError(StashflowError):
+    """A value could not be serialized or deserialized by the chosen serializer."""
+
+
+class StorageNotFound(StashflowError, LookupError):
+    """A storage spec (URL scheme, block type or slug) names nothing installed or saved."""
+
+
+class StorageError(StashflowError, OSError):
+    """A storage backend failed; names the backend and the key."""
+
+
+class PluginError(StashflowError):
+    """A plugin could not be loaded or registered."""
+
+
+class SettingsError(StashflowError, ValueError):
+    """An unknown setting name or a value that does not parse."""
+
+
+class BlockNotFound(StashflowError, LookupError):
+    """No block is saved under the slug."""
+
+
+class TemplateError(StashflowError, ValueError):
+    """A result_storage_key template uses a field that is not allowed."""
+
+
+class CacheKeyError(StashflowError, TypeError):
+    """A task input cannot be hashed into a cache key."""

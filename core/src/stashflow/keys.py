@@ -1,0 +1,57 @@
+"""Result keys: validated once, here, before any backend sees them.
+
+A key is a relative, "/"-separated path inside a storage root. Everything a
+backend receives has passed `validate_key`, so no backend has to do its own
+containment checks (that is what let templated keys escape in Prefect).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from urllib.parse import unquote
+
+from .exceptions import InvalidResultKey
+
+MAX_KEY_BYTES = 1024  # S3's and GCS's object-name limit
+MAX_SEGMENT_BYTES = 255  # common file-name limit (ext4, APFS, NTFS)
+RESERVED_PREFIX = ".stashflow"  # temp files and lock files; never a user key
+
+_PLAIN = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*(?:/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)*")
+
+
+def validate_key(key: object) -> str:
+    """Return `key` if it is a safe relative key, else raise InvalidResultKey."""
+    if type(key) is str and len(key) <= MAX_SEGMENT_BYTES and _PLAIN.fullmatch(key):
+        # Fast path: ASCII word characters, no segment starts with a dot.
+        return key
+    return _validate_slow(key)
+
+
+def _validate_slow(key: object) -> str:
+    if not isinstance(key, str):
+        raise InvalidResultKey(key, f"a key must be a str, not {type(key).__name__}")
+    if not key:
+        raise InvalidResultKey(key, "the key is empty")
+    encoded = key.encode("utf-8", "surrogatepass")
+    if len(encoded) > MAX_KEY_BYTES:
+        raise InvalidResultKey(key, f"longer than {MAX_KEY_BYTES} bytes")
+    if key.startswith("/"):
+        raise InvalidResultKey(key, "absolute paths are not allowed")
+    if "\\" in key:
+        raise InvalidResultKey(key, "backslashes are not allowed")
+    for ch in key:
+        if unicodedata.category(ch) in ("Cc", "Cs"):
+            raise InvalidResultKey(key, f"control character {ch!r} is not allowed")
+    for segment in key.split("/"):
+        if not segment:
+            raise InvalidResultKey(key, "empty path segments ('//' or a trailing '/') are not allowed")
+        if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
+            raise InvalidResultKey(key, f"a path segment is longer than {MAX_SEGMENT_BYTES} bytes")
+        # '..' in any spelling a backend or file system might decode or fold.
+        for form in (segment, unquote(segment), unicodedata.normalize("NFKC", segment)):
+            if form in (".", ".."):
+                raise InvalidResultKey(key, f"the segment {segment!r} is a relative-path step")
+        if segment.startswith(RESERVED_PREFIX):
+            raise InvalidResultKey(key, f"segments starting with {RESERVED_PREFIX!r} are reserved")
+    return key

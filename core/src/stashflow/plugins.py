@@ -1,0 +1,301 @@
+"""The plugin manager, entry-point loading and the registries built from hooks.
+
+Built-ins are modules listed in DEFAULT_PLUGINS, registered exactly like the
+modules named by `stashflow` entry points. Hooks are called one implementation
+at a time, so a plugin that raises, or registers a duplicate or a wrong kind of
+object, is reported by name and the others keep working.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import threading
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .exceptions import PluginError
+
+ENTRY_POINT_GROUP = "stashflow"
+
+DEFAULT_PLUGINS = (
+    "stashflow.serializers._builtin",
+    "stashflow.storage.memory",
+)
+
+# What to tell a user who names something whose plugin is not installed.
+KNOWN_PROVIDERS = {
+    "storage": {
+        "local-file-system": "stashflow-local", "file": "stashflow-local",
+        "s3-bucket": "stashflow-s3", "s3": "stashflow-s3",
+        "gcs-bucket": "stashflow-gcs", "gs": "stashflow-gcs", "gcs": "stashflow-gcs",
+        "azure-blob-storage": "stashflow-azure", "az": "stashflow-azure",
+        "abfs": "stashflow-azure",
+    },
+    "serializer": {
+        "compressed/json": "stashflow-compressed-json",
+        "compressed/pickle": "stashflow-compressed-json",
+    },
+    "task_runner": {"dask": "stashflow-dask"},
+}
+
+
+def install_hint(kind: str, name: str) -> str | None:
+    dist = KNOWN_PROVIDERS.get(kind, {}).get(name)
+    return f"install the {dist} plugin (pip install {dist})" if dist else None
+
+
+class PluginWarning(UserWarning):
+    """A plugin failed to load or register something; the others keep working."""
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    distribution: str
+    version: str
+    entry_point: str | None
+    registered: dict[str, list[str]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        where = f"entry point {self.entry_point!r} of {self.distribution} {self.version}"
+        return f"plugin {self.name!r} ({where})" if self.entry_point else (
+            f"built-in plugin {self.name!r} ({self.distribution} {self.version})"
+        )
+
+
+def new_plugin_manager() -> pluggy.PluginManager:
+    """A bare plugin manager with stashflow's hook specs and nothing registered."""
+    pm = pluggy.PluginManager("stashflow")
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def isolated_plugin_manager(*plugins: Any, builtins: bool = True) -> pluggy.PluginManager:
+    """A plugin manager for embedding: built-ins (optional) plus `plugins`, no entry points."""
+    pm = new_plugin_manager()
+    if builtins:
+        for module_name in DEFAULT_PLUGINS:
+            pm.register(importlib.import_module(module_name), name=module_name)
+    for plugin in plugins:
+        pm.register(plugin)
+    return pm
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _warn(info: PluginInfo, message: str) -> None:
+    info.errors.append(message)
+    warnings.warn(f"stashflow: {info.describe()}: {message}", PluginWarning, stacklevel=3)
+
+
+def _register_checked(pm: pluggy.PluginManager, plugin: Any, info: PluginInfo) -> bool:
+    try:
+        pm.register(plugin, name=info.name)
+    except pluggy.PluginValidationError as exc:
+        _warn(info, f"has a hook implementation with a wrong signature: {exc}")
+        return False
+    except ValueError as exc:  # already registered under that name
+        _warn(info, f"could not be registered: {exc}")
+        return False
+    # Hooks the plugin implements that stashflow does not specify: warn and drop it,
+    # rather than calling into something written for another version.
+    unknown = [
+        name for name in dir(plugin)
+        if not name.startswith("_") and not hasattr(hookspecs, name)
+        and pm.parse_hookimpl_opts(plugin, name) is not None
+    ]
+    if unknown:
+        pm.unregister(plugin)
+        _warn(info, f"implements hooks stashflow does not have: {', '.join(unknown)}; not loaded")
+        return False
+    return True
+
+
+class PluginLoader:
+    """Registers built-ins and entry-point plugins into `pm`, recording what happened."""
+
+    def __init__(self, pm: pluggy.PluginManager):
+        self.pm = pm
+        self.infos: dict[str, PluginInfo] = {}
+
+    def load_builtins(self, disabled: frozenset[str]) -> None:
+        version = _version("stashflow")
+        for module_name in DEFAULT_PLUGINS:
+            info = PluginInfo(module_name, "stashflow", version, None)
+            if module_name in disabled:
+                continue
+            self.infos[module_name] = info
+            _register_checked(self.pm, importlib.import_module(module_name), info)
+
+    def load_entry_points(self, disabled: frozenset[str]) -> None:
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            dist = ep.dist.name if ep.dist is not None else "unknown"
+            if ep.name in disabled or dist in disabled:
+                continue
+            if self.pm.has_plugin(ep.name):
+                continue  # the same distribution seen twice on sys.path
+            info = PluginInfo(ep.name, dist, ep.dist.version if ep.dist else "unknown",
+                              f"{ep.name} = {ep.value}")
+            self.infos[ep.name] = info
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                _warn(info, f"error importing {ep.value!r}: {type(exc).__name__}: {exc}")
+                continue
+            _register_checked(self.pm, plugin, info)
+
+    def info_for(self, plugin_name: str) -> PluginInfo:
+        if plugin_name not in self.infos:
+            self.infos[plugin_name] = PluginInfo(plugin_name, "unknown", "", None)
+        return self.infos[plugin_name]
+
+
+class Registry:
+    """Names -> classes and objects, built by calling every plugin's hooks once."""
+
+    def __init__(self, pm: pluggy.PluginManager, loader: PluginLoader | None = None):
+        self.pm = pm
+        self.loader = loader or PluginLoader(pm)
+        self.storage_types: dict[str, type] = {}
+        self.url_schemes: dict[str, type] = {}
+        self.serializers: dict[str, type] = {}
+        self.cache_policies: dict[str, Any] = {}
+        self.lock_managers: dict[str, Any] = {}
+        self.task_runners: dict[str, type] = {}
+        self._owner: dict[tuple[str, str], str] = {}
+        self._collect()
+
+    @property
+    def plugins(self) -> list[PluginInfo]:
+        return list(self.loader.infos.values())
+
+    def owner(self, kind: str, name: str) -> str | None:
+        return self._owner.get((kind, name))
+
+    def _claim(self, kind: str, name: str, table: dict, value: Any, info: PluginInfo) -> bool:
+        previous = self._owner.get((kind, name))
+        if previous is not None:
+            _warn(info, f"registers {kind} {name!r}, already registered by plugin "
+                        f"{previous!r}; the first registration is kept")
+            return False
+        self._owner[(kind, name)] = info.name
+        table[name] = value
+        info.registered.setdefault(kind, []).append(name)
+        return True
+
+    def _collect(self) -> None:
+        from .serializers import Serializer
+        from .storage import StorageBackend
+
+        def storage(info: PluginInfo, cls: Any) -> None:
+            if not (isinstance(cls, type) and issubclass(cls, StorageBackend)):
+                raise PluginError(f"register_storage_types: {cls!r} is not a StorageBackend subclass")
+            slug = getattr(cls, "type_slug", None)
+            if not isinstance(slug, str) or not slug:
+                raise PluginError(f"register_storage_types: {cls.__name__} has no type_slug")
+            if self._claim("storage", slug, self.storage_types, cls, info):
+                for scheme in cls.url_schemes:
+                    self._claim("scheme", scheme, self.url_schemes, cls, info)
+
+        def serializer(info: PluginInfo, cls: Any) -> None:
+            if not (isinstance(cls, type) and issubclass(cls, Serializer)):
+                raise PluginError(f"register_serializers: {cls!r} is not a Serializer subclass")
+            name = getattr(cls, "type", None)
+            if not isinstance(name, str) or not name:
+                raise PluginError(f"register_serializers: {cls.__name__} has no type name")
+            self._claim("serializer", name, self.serializers, cls, info)
+
+        def named(kind: str, table: dict):
+            def register(info: PluginInfo, name: Any, value: Any) -> None:
+                if not isinstance(name, str) or not name:
+                    raise PluginError(f"{kind} names must be non-empty strings, not {name!r}")
+                self._claim(kind, name, table, value, info)
+            return register
+
+        self._call("register_storage_types", storage)
+        self._call("register_serializers", serializer)
+        self._call("register_cache_policies", named("cache_policy", self.cache_policies))
+        self._call("register_lock_managers", named("lock_manager", self.lock_managers))
+        self._call("register_task_runners", named("task_runner", self.task_runners))
+
+    def _call(self, hook_name: str, handler) -> None:
+        trace = os.environ.get("STASHFLOW_TRACE_PLUGINS", "") not in ("", "0")
+        hook = getattr(self.pm.hook, hook_name)
+        for impl in hook.get_hookimpls():
+            info = self.loader.info_for(impl.plugin_name)
+
+            def register(*args: Any, _info: PluginInfo = info) -> None:
+                if trace:
+                    shown = ", ".join(getattr(a, "__name__", repr(a)) for a in args)
+                    print(f"stashflow: {hook_name}: {_info.name} registers {shown}",
+                          file=sys.stderr)
+                try:
+                    handler(_info, *args)
+                except PluginError as exc:
+                    _warn(_info, str(exc))
+                except TypeError as exc:
+                    _warn(_info, f"called register wrongly in {hook_name}: {exc}")
+
+            if trace:
+                print(f"stashflow: calling {hook_name} of {info.name}", file=sys.stderr)
+            try:
+                impl.function(register)
+            except Exception as exc:
+                _warn(info, f"{hook_name} raised {type(exc).__name__}: {exc}")
+
+
+_lock = threading.RLock()
+_registry: Registry | None = None
+_isolated: dict[int, tuple[pluggy.PluginManager, Registry]] = {}
+
+pm = new_plugin_manager()  # the process-wide manager; plugins are loaded on first use
+
+
+def get_registry(plugin_manager: pluggy.PluginManager | None = None) -> Registry:
+    """The registry of `plugin_manager`, or the process-wide one (loading plugins once)."""
+    global _registry
+    if plugin_manager is not None and plugin_manager is not pm:
+        with _lock:
+            entry = _isolated.get(id(plugin_manager))
+            if entry is None or entry[0] is not plugin_manager:
+                entry = (plugin_manager, Registry(plugin_manager))
+                _isolated[id(plugin_manager)] = entry
+            return entry[1]
+    if _registry is None:
+        with _lock:
+            if _registry is None:
+                from . import settings
+
+                disabled = settings.get("STASHFLOW_DISABLE_PLUGINS")
+                loader = PluginLoader(pm)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("always", PluginWarning)
+                    loader.load_builtins(disabled)
+                    loader.load_entry_points(disabled)
+                    _registry = Registry(pm, loader)
+    return _registry
+
+
+def reset() -> None:
+    """Forget every loaded plugin (tests, and after installing a plugin in-process)."""
+    global _registry, pm
+    with _lock:
+        _registry = None
+        _isolated.clear()
+        pm = new_plugin_manager()

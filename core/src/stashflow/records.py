@@ -1,0 +1,346 @@
+"""The result record format: a small binary header, then the raw payload.
+
+Layout (little-endian), format version 1::
+
+    offset size  field
+    0      4     magic b"\\x89SFR"
+    4      1     format version (1)
+    5      1     flags (bit 0: signed)
+    6      2     header length H (this whole header, in bytes)
+    8      8     created, float seconds since the epoch
+    16     8     expiration, float seconds since the epoch (0 = never)
+    24     8     payload length N
+    32     16    payload digest: xxh3-128 of the payload
+    48     32    signature: HMAC-SHA256 (zeros when unsigned)
+    80     1     serializer name length L
+    81     L     serializer name (UTF-8): a registry name, never an import path
+    81+L   4     CRC32 of bytes [0, 81+L)
+    H      N     payload, exactly as the serializer produced it
+
+The signature is HMAC-SHA256(key, header bytes [0, 81+L) with the signature
+field zeroed || SHA-256(payload)): it covers every header field and the
+payload. Nothing is deserialized until the length, digest and (when a signing
+key is configured) the signature have been checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import mmap
+import struct
+import zlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from .exceptions import ResultCorrupted, ResultSignatureError, SerializationError
+
+MAGIC = b"\x89SFR"
+FORMAT_VERSION = 1
+FLAG_SIGNED = 0x01
+_FIXED = struct.Struct("<4sBBHddQ16s32sB")  # up to and including the name length
+_CRC = struct.Struct("<I")
+_SIG_OFFSET = 48
+_SIG_SIZE = 32
+ZERO_SIG = bytes(_SIG_SIZE)
+MAX_HEADER = _FIXED.size + 255 + _CRC.size
+PEEK_BYTES = 64 * 1024  # one read takes the whole record when it is this small
+STREAM_BYTES = 8 * 1024 * 1024  # bigger payloads are verified in place, then streamed
+_WINDOW = 16 * 1024 * 1024  # verify big payloads this much at a time
+
+
+@dataclass(frozen=True)
+class RecordMetadata:
+    """What a record's header says, read without touching the payload."""
+
+    serializer: str
+    created: datetime
+    expiration: datetime | None
+    size: int  # payload bytes
+    header_size: int
+    signed: bool
+    digest: str
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def record_size(self) -> int:
+        return self.header_size + self.size
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        if self.expiration is None:
+            return False
+        return (now or datetime.now(UTC)) >= self.expiration
+
+
+@dataclass(frozen=True)
+class ResultRecord:
+    value: Any
+    metadata: RecordMetadata
+
+
+def _xxh3():
+    import xxhash
+
+    return xxhash.xxh3_128()
+
+
+def _ts(value: datetime | None) -> float:
+    return 0.0 if value is None else value.timestamp()
+
+
+def _dt(value: float) -> datetime | None:
+    return None if value == 0.0 else datetime.fromtimestamp(value, UTC)
+
+
+def _header(name: bytes, created: float, expiration: float, length: int, digest: bytes,
+            signed: bool) -> bytearray:
+    size = _FIXED.size + len(name) + _CRC.size
+    head = bytearray(_FIXED.pack(MAGIC, FORMAT_VERSION, FLAG_SIGNED if signed else 0, size,
+                                 created, expiration, length, digest, ZERO_SIG, len(name)))
+    head += name
+    return head
+
+
+def _sign(key: bytes, head: bytes | bytearray | memoryview, payload_sha256: bytes) -> bytes:
+    unsigned = bytearray(head)
+    unsigned[_SIG_OFFSET:_SIG_OFFSET + _SIG_SIZE] = ZERO_SIG
+    return hmac.new(key, bytes(unsigned) + payload_sha256, hashlib.sha256).digest()
+
+
+def _seal(head: bytearray, signing_key: bytes | None, payload_sha256: bytes | None) -> bytes:
+    if signing_key is not None:
+        head[_SIG_OFFSET:_SIG_OFFSET + _SIG_SIZE] = _sign(signing_key, head, payload_sha256)
+    return bytes(head) + _CRC.pack(zlib.crc32(head))
+
+
+class _HashingWriter:
+    """Passes writes through to `file`, hashing and counting them."""
+
+    __slots__ = ("digest", "file", "length", "sha")
+
+    def __init__(self, file: IO[bytes], sign: bool):
+        self.file = file
+        self.digest = _xxh3()
+        self.sha = hashlib.sha256() if sign else None
+        self.length = 0
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        if self.sha is not None:
+            self.sha.update(data)
+        n = self.file.write(data)
+        self.length += len(data) if n is None else n
+        return len(data) if n is None else n
+
+
+def encode_payload_header(serializer_name: str, payload: bytes | memoryview, created: datetime,
+                          expiration: datetime | None, signing_key: bytes | None) -> bytes:
+    """The header for an already-serialized payload."""
+    import xxhash
+
+    head = _header(serializer_name.encode("utf-8"), created.timestamp(), _ts(expiration),
+                   len(payload), xxhash.xxh3_128_digest(payload), signing_key is not None)
+    sha = hashlib.sha256(payload).digest() if signing_key is not None else None
+    return _seal(head, signing_key, sha)
+
+
+def write_record(file: IO[bytes], obj: Any, serializer, *, created: datetime,
+                 expiration: datetime | None = None, signing_key: bytes | None = None) -> RecordMetadata:
+    """Serialize `obj` into `file` (seekable, positioned at 0) as one record."""
+    name = serializer.type.encode("utf-8")
+    if len(name) > 255:
+        raise SerializationError(f"serializer name {serializer.type!r} is longer than 255 bytes")
+    if serializer.streaming:
+        placeholder = _header(name, 0.0, 0.0, 0, bytes(16), False)
+        file.write(bytes(placeholder) + bytes(_CRC.size))
+        writer = _HashingWriter(file, signing_key is not None)
+        serializer.dump(obj, writer)
+        length, digest = writer.length, writer.digest.digest()
+        sha = writer.sha.digest() if writer.sha is not None else None
+        head = _header(name, created.timestamp(), _ts(expiration), length, digest,
+                       signing_key is not None)
+        file.seek(0)
+        file.write(_seal(head, signing_key, sha))
+    else:
+        payload = serializer.dumps(obj)
+        head = encode_payload_header(serializer.type, payload, created, expiration, signing_key)
+        file.write(head)
+        file.write(payload)
+        length = len(payload)
+        digest = head[32:48]
+    return RecordMetadata(serializer.type, created, expiration, length,
+                          _FIXED.size + len(name) + _CRC.size, signing_key is not None,
+                          digest.hex())
+
+
+def parse_header(data: bytes | memoryview, key: str | None) -> RecordMetadata:
+    """Parse and check a header from the first bytes of a record."""
+    if len(data) < _FIXED.size:
+        if bytes(data[:4]) != MAGIC[: len(data)]:
+            raise ResultCorrupted(key, "not a stashflow record (bad magic)")
+        raise ResultCorrupted(key, f"truncated header ({len(data)} bytes)")
+    (magic, version, flags, size, created, expiration, length, digest, _sig,
+     name_len) = _FIXED.unpack_from(data)
+    if magic != MAGIC:
+        raise ResultCorrupted(key, "not a stashflow record (bad magic)")
+    if version != FORMAT_VERSION:
+        raise ResultCorrupted(
+            key, f"record format version {version} is not supported by this stashflow "
+                 f"(it reads version {FORMAT_VERSION}); upgrade stashflow to read it"
+        )
+    if size != _FIXED.size + name_len + _CRC.size:
+        raise ResultCorrupted(key, "inconsistent header length")
+    if len(data) < size:
+        raise ResultCorrupted(key, f"truncated header ({len(data)} of {size} bytes)")
+    (crc,) = _CRC.unpack_from(data, size - _CRC.size)
+    if zlib.crc32(data[: size - _CRC.size]) != crc:
+        raise ResultCorrupted(key, "header checksum mismatch")
+    try:
+        name = bytes(data[_FIXED.size:_FIXED.size + name_len]).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ResultCorrupted(key, "serializer name is not UTF-8") from None
+    return RecordMetadata(name, _dt(created) or datetime.fromtimestamp(0, UTC), _dt(expiration),
+                          length, size, bool(flags & FLAG_SIGNED), digest.hex())
+
+
+def read_header(file: IO[bytes], key: str | None) -> tuple[RecordMetadata, bytes]:
+    """Read just the header from `file` (positioned at 0): never the payload."""
+    first = file.read(_FIXED.size)
+    if len(first) >= 8 and first[:4] == MAGIC:
+        (size,) = struct.unpack_from("<H", first, 6)
+        if _FIXED.size < size <= MAX_HEADER:
+            first += file.read(size - len(first))
+    meta = parse_header(first, key)
+    return meta, first[: meta.header_size]
+
+
+def _check_signature(meta: RecordMetadata, head: bytes, payload_sha: bytes,
+                     signing_key: bytes, key: str | None) -> None:
+    if not meta.signed:
+        raise ResultSignatureError(key, "the record is unsigned and a signing key is configured")
+    expected = _sign(signing_key, head[: meta.header_size - _CRC.size], payload_sha)
+    if not hmac.compare_digest(expected, head[_SIG_OFFSET:_SIG_OFFSET + _SIG_SIZE]):
+        raise ResultSignatureError(key, "the signature does not verify (wrong key or tampered)")
+
+
+def verify_payload(meta: RecordMetadata, head: bytes, payload: bytes | memoryview,
+                   signing_key: bytes | None, key: str | None) -> None:
+    import xxhash
+
+    if len(payload) != meta.size:
+        raise ResultCorrupted(key, f"truncated payload ({len(payload)} of {meta.size} bytes)")
+    if signing_key is not None:
+        _check_signature(meta, head, hashlib.sha256(payload).digest(), signing_key, key)
+    if xxhash.xxh3_128_digest(payload).hex() != meta.digest:
+        raise ResultCorrupted(key, "payload digest mismatch")
+
+
+def _verify_stream(meta: RecordMetadata, head: bytes, file: IO[bytes],
+                   signing_key: bytes | None, key: str | None) -> None:
+    """Check a big payload in place: mmap windows where possible, else chunked reads."""
+    digest = _xxh3()
+    sha = hashlib.sha256() if signing_key is not None else None
+    start, end = meta.header_size, meta.header_size + meta.size
+    try:
+        fileno = file.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        fileno = None
+    if fileno is not None:
+        with mmap.mmap(fileno, 0, access=mmap.ACCESS_READ) as mapped:
+            view = memoryview(mapped)
+            try:
+                for window in range(0, end, _WINDOW):
+                    lo, hi = max(window, start), min(window + _WINDOW, end)
+                    if lo >= hi:
+                        continue
+                    chunk = view[lo:hi]
+                    digest.update(chunk)
+                    if sha is not None:
+                        sha.update(chunk)
+                    chunk.release()
+                    # Drop the window from our resident set; the page cache keeps it.
+                    mapped.madvise(mmap.MADV_DONTNEED, window, min(_WINDOW, len(mapped) - window))
+            finally:
+                view.release()
+    else:
+        file.seek(start)
+        buf = bytearray(1024 * 1024)
+        remaining = meta.size
+        while remaining:
+            n = file.readinto(memoryview(buf)[: min(len(buf), remaining)])
+            if not n:
+                break
+            digest.update(memoryview(buf)[:n])
+            if sha is not None:
+                sha.update(memoryview(buf)[:n])
+            remaining -= n
+    if signing_key is not None:
+        _check_signature(meta, head, sha.digest(), signing_key, key)
+    if digest.hexdigest() != meta.digest:
+        raise ResultCorrupted(key, "payload digest mismatch")
+
+
+def _deserialize(call, key: str | None, serializer) -> Any:
+    try:
+        return call()
+    except Exception as exc:
+        raise SerializationError(
+            f"the record at key {key!r} is intact but serializer {serializer.type!r} could not "
+            f"decode it: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _read_rest(file: IO[bytes], first: bytes, end: int) -> bytearray | bytes:
+    """`first` plus the rest of the record, read into one buffer (short if truncated)."""
+    buf = bytearray(end)
+    buf[: len(first)] = first
+    view, got = memoryview(buf), len(first)
+    while got < end:
+        n = file.readinto(view[got:])
+        if not n:
+            return bytes(buf[:got])
+        got += n
+    return buf
+
+
+def read_record(file: IO[bytes], key: str | None, choose_serializer, *,
+                signing_key: bytes | None = None) -> ResultRecord:
+    """Read, verify, then deserialize one record from `file` (positioned at 0).
+
+    `choose_serializer(metadata)` returns the Serializer to use or raises; it is
+    called after the header is checked and before any payload byte is decoded.
+    """
+    first = file.read(PEEK_BYTES)
+    if len(first) >= 8 and first[:4] == MAGIC:
+        (hsize,) = struct.unpack_from("<H", first, 6)
+    else:
+        hsize = 0
+    meta = parse_header(first, key)
+    if signing_key is not None and not meta.signed:
+        raise ResultSignatureError(key, "the record is unsigned and a signing key is configured")
+    serializer = choose_serializer(meta)
+    head = first[:hsize]
+    end = hsize + meta.size
+    if len(first) >= end or not serializer.streaming or meta.size < STREAM_BYTES:
+        if len(first) < end:
+            record = _read_rest(file, first, end)
+            at_eof = False
+        else:
+            record = first
+            at_eof = len(first) < PEEK_BYTES  # a short read of a file means end of file
+        if len(record) > end or (not at_eof and len(record) == end and file.read(1)):
+            raise ResultCorrupted(key, "trailing bytes after the payload")
+        payload = memoryview(record)[hsize:end]
+        verify_payload(meta, head, payload, signing_key, key)
+        return ResultRecord(_deserialize(lambda: serializer.loads(payload), key, serializer), meta)
+    total = file.seek(0, 2)
+    if total != end:
+        raise ResultCorrupted(
+            key, f"record is {total} bytes but its header says {end}"
+            + (" (truncated)" if total < end else "")
+        )
+    _verify_stream(meta, head, file, signing_key, key)
+    file.seek(hsize)
+    return ResultRecord(_deserialize(lambda: serializer.load(file), key, serializer), meta)

@@ -1,0 +1,172 @@
+"""`ResultStore`: write, read, list and delete result records on any storage.
+
+This is the embedding API: no flow or task is needed. The engine uses it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .exceptions import ResultCorrupted, ResultNotFound, SerializerNotFound, UntrustedSerializer
+from .keys import validate_key
+from .records import RecordMetadata, ResultRecord, read_header, read_record, write_record
+from .serializers import Serializer, resolve_serializer
+from .storage import StorageBackend, resolve_storage
+
+_UNSET: Any = object()
+
+
+class ResultExpired(ResultNotFound):
+    """The record exists but its expiration has passed: it counts as absent."""
+
+
+def as_expiration(value: datetime | timedelta | float | int | None,
+                  now: datetime) -> datetime | None:
+    """An absolute expiry from a datetime, a timedelta, or seconds from `now`."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, timedelta):
+        return now + value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return now + timedelta(seconds=value)
+    raise TypeError(f"expiration must be a datetime, a timedelta or seconds, not {value!r}")
+
+
+class ResultStore:
+    """Records of values on one storage backend.
+
+    `storage`: a StorageBackend, URL, block slug or Path (default: the configured
+    default storage). `serializer`: name or instance used to write (default:
+    STASHFLOW_RESULTS_DEFAULT_SERIALIZER); reading uses whatever installed
+    serializer a record names, limited to `trusted_serializers` when given.
+    `plugins`: a pluggy PluginManager to take names from instead of the
+    process-wide one. `signing_key`: defaults to STASHFLOW_RESULTS_SIGNING_KEY.
+    """
+
+    def __init__(self, storage: Any = None, serializer: str | Serializer | None = None,
+                 plugins: Any = None, *, trusted_serializers: Iterable[str] | None = None,
+                 signing_key: str | bytes | None = _UNSET):
+        from .plugins import get_registry
+
+        self.registry = get_registry(plugins)
+        self.storage: StorageBackend = resolve_storage(storage, self.registry)
+        self.serializer: Serializer | None = (
+            None if serializer is None else resolve_serializer(serializer, self.registry)
+        )
+        self.trusted_serializers = (
+            None if trusted_serializers is None else frozenset(trusted_serializers)
+        )
+        if signing_key is _UNSET:
+            from . import settings
+
+            signing_key = settings.get("STASHFLOW_RESULTS_SIGNING_KEY")
+        self._signing_key = signing_key.encode("utf-8") if isinstance(signing_key, str) else signing_key
+        self._write_serializer: Serializer | None = self.serializer
+
+    def __repr__(self) -> str:
+        return f"ResultStore(storage={self.storage!r}, serializer={self.serializer!r})"
+
+    # -- writing ----------------------------------------------------------------------
+
+    def _writer(self) -> Serializer:
+        if self._write_serializer is None:
+            self._write_serializer = resolve_serializer(None, self.registry)
+        return self._write_serializer
+
+    def write(self, key: str, obj: Any, expiration: datetime | timedelta | float | None = None
+              ) -> RecordMetadata:
+        """Store `obj` under `key`, replacing any record there, atomically."""
+        validate_key(key)
+        now = datetime.now(UTC)
+        with self.storage.open_write(key) as f:
+            return write_record(f, obj, self._writer(), created=now,
+                                expiration=as_expiration(expiration, now),
+                                signing_key=self._signing_key)
+
+    def create(self, key: str, obj: Any, expiration: datetime | timedelta | float | None = None
+               ) -> bool:
+        """Store `obj` only if no record is at `key`; True when this call stored it."""
+        import io
+
+        validate_key(key)
+        now = datetime.now(UTC)
+        buf = io.BytesIO()
+        write_record(buf, obj, self._writer(), created=now,
+                     expiration=as_expiration(expiration, now), signing_key=self._signing_key)
+        return self.storage.create(key, buf.getbuffer())
+
+    # -- reading ----------------------------------------------------------------------
+
+    def _choose(self, key: str):
+        def choose(meta: RecordMetadata) -> Serializer:
+            name = meta.serializer
+            if self.trusted_serializers is not None and name not in self.trusted_serializers:
+                raise UntrustedSerializer(key, name, self.trusted_serializers)
+            if self.serializer is not None and self.serializer.type == name:
+                return self.serializer
+            cls = self.registry.serializers.get(name)
+            if cls is None:
+                from .plugins import install_hint
+
+                hint = install_hint("serializer", name)
+                raise SerializerNotFound(
+                    name, list(self.registry.serializers),
+                    f"the record at key {key!r} needs it; "
+                    + (hint or "install the plugin that provides it"),
+                )
+            return cls()
+        return choose
+
+    def read_record(self, key: str) -> ResultRecord:
+        """The value and metadata of the record at `key` (verified before decoding)."""
+        validate_key(key)
+        try:
+            f = self.storage.open_read(key)
+        except FileNotFoundError:
+            raise ResultNotFound(key, self.storage) from None
+        with f:
+            record = read_record(f, key, self._choose(key), signing_key=self._signing_key)
+        if record.metadata.is_expired():
+            raise ResultExpired(key, self.storage)
+        return record
+
+    def read(self, key: str) -> Any:
+        """The value stored at `key`; ResultNotFound if absent or expired."""
+        return self.read_record(key).value
+
+    def read_metadata(self, key: str) -> RecordMetadata:
+        """The header of the record at `key`, without reading its payload."""
+        validate_key(key)
+        try:
+            f = self.storage.open_read(key)
+        except FileNotFoundError:
+            raise ResultNotFound(key, self.storage) from None
+        with f:
+            return read_header(f, key)[0]
+
+    def exists(self, key: str) -> bool:
+        """True if a record is stored at `key` (expired or not)."""
+        return self.storage.exists(validate_key(key))
+
+    def is_valid(self, key: str) -> bool:
+        """True if a record at `key` has a sound, unexpired header (the payload is not read)."""
+        try:
+            return not self.read_metadata(key).is_expired()
+        except (ResultNotFound, ResultCorrupted):
+            return False
+
+    def delete(self, key: str) -> None:
+        """Remove the record at `key`; nothing happens if there is none."""
+        self.storage.delete(validate_key(key))
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Keys of the stored records that start with `prefix`."""
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str, not {prefix!r}")
+        if prefix:
+            validate_key(prefix.rstrip("/") or "x")
+        return self.storage.list(prefix)

@@ -1,0 +1,242 @@
+"""Settings: explicit argument > environment variable > active profile > default.
+
+Profiles live in ``$STASHFLOW_HOME/profiles.toml``::
+
+    active = "default"
+
+    [profiles.default]
+    STASHFLOW_RESULTS_PERSIST_BY_DEFAULT = "true"
+
+Values are kept as strings in the file and parsed on read, so a bad value is
+refused by the same parser whether it came from the environment or a profile.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .exceptions import SettingsError
+
+PROFILE_ENV = "STASHFLOW_PROFILE"
+
+
+def _parse_bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _parse_path(value: str) -> Path:
+    if not value.strip():
+        raise ValueError("expected a path")
+    return Path(value).expanduser()
+
+
+def _parse_optional_str(value: str) -> str | None:
+    return value or None
+
+
+def _parse_slug(value: str) -> str | None:
+    if not value:
+        return None
+    if not re.fullmatch(r"[a-z0-9][a-z0-9\-]*/[A-Za-z0-9][A-Za-z0-9_.\-]*", value):
+        raise ValueError("expected a block slug like 's3-bucket/my-block'")
+    return value
+
+
+def _parse_name(value: str) -> str:
+    if not value.strip():
+        raise ValueError("expected a serializer name such as 'pickle'")
+    return value.strip()
+
+
+def _parse_names(value: str) -> frozenset[str]:
+    return frozenset(part.strip() for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Callable[[], str]
+    parse: Callable[[str], Any]
+    help: str
+    secret: bool = False
+    in_profile: bool = True  # STASHFLOW_HOME cannot come from a file inside itself
+
+
+SETTINGS: dict[str, Setting] = {
+    s.name: s
+    for s in (
+        Setting("STASHFLOW_HOME", lambda: "~/.stashflow", _parse_path,
+                "Where profiles, blocks and (by default) local results live.", in_profile=False),
+        Setting("STASHFLOW_RESULTS_PERSIST_BY_DEFAULT", lambda: "false", _parse_bool,
+                "Persist task and flow results unless told otherwise."),
+        Setting("STASHFLOW_DEFAULT_RESULT_STORAGE_BLOCK", lambda: "", _parse_slug,
+                "Slug of the saved block used when no result_storage is given."),
+        Setting("STASHFLOW_RESULTS_DEFAULT_SERIALIZER", lambda: "pickle", _parse_name,
+                "Serializer used when no result_serializer is given."),
+        Setting("STASHFLOW_LOCAL_STORAGE_PATH",
+                lambda: str(get("STASHFLOW_HOME") / "storage"), _parse_path,
+                "Directory of the default local result storage."),
+        Setting("STASHFLOW_TASKS_REFRESH_CACHE", lambda: "false", _parse_bool,
+                "Run every cached task again and overwrite its record."),
+        Setting("STASHFLOW_RESULTS_SIGNING_KEY", lambda: "", _parse_optional_str,
+                "HMAC key: records are signed, and unsigned or tampered ones refused.",
+                secret=True),
+        Setting("STASHFLOW_DISABLE_PLUGINS", lambda: "", _parse_names,
+                "Comma-separated entry-point or distribution names not to load."),
+    )
+}
+
+
+def _unknown(name: str) -> SettingsError:
+    import difflib
+
+    close = difflib.get_close_matches(name, SETTINGS, n=1)
+    hint = f" Did you mean {close[0]}?" if close else ""
+    return SettingsError(
+        f"unknown setting {name!r}.{hint} Known settings: {', '.join(SETTINGS)}"
+    )
+
+
+def _setting(name: str) -> Setting:
+    try:
+        return SETTINGS[name]
+    except KeyError:
+        raise _unknown(name) from None
+
+
+def home() -> Path:
+    return get("STASHFLOW_HOME")
+
+
+def profiles_path() -> Path:
+    return home() / "profiles.toml"
+
+
+_profile_cache: tuple[tuple, dict] | None = None
+
+
+def _read_profiles() -> dict:
+    """Parsed profiles.toml, cached on (path, mtime, size): one stat per call."""
+    global _profile_cache
+    path = profiles_path()
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return {}
+    stamp = (str(path), st.st_mtime_ns, st.st_size)
+    if _profile_cache is not None and _profile_cache[0] == stamp:
+        return _profile_cache[1]
+    import tomllib
+
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"cannot parse {path}: {exc}. Fix or delete the file.") from exc
+    _profile_cache = (stamp, data)
+    return data
+
+
+def active_profile_name(data: dict | None = None) -> str:
+    if os.environ.get(PROFILE_ENV):
+        return os.environ[PROFILE_ENV]
+    data = _read_profiles() if data is None else data
+    return str(data.get("active", "default"))
+
+
+def _profile_values() -> dict[str, str]:
+    data = _read_profiles()
+    return dict(data.get("profiles", {}).get(active_profile_name(data), {}))
+
+
+def get_with_source(name: str) -> tuple[Any, str]:
+    """The parsed value of a setting and where it came from: env, profile or default."""
+    setting = _setting(name)
+    raw = os.environ.get(name)
+    source = "env"
+    if raw is None and setting.in_profile:
+        raw = _profile_values().get(name)
+        source = "profile"
+    if raw is None:
+        raw, source = setting.default(), "default"
+    try:
+        return setting.parse(str(raw)), source
+    except ValueError as exc:
+        shown = "<secret>" if setting.secret else repr(raw)
+        raise SettingsError(f"bad value {shown} for {name} (from {source}): {exc}") from None
+
+
+def get(name: str) -> Any:
+    """The parsed value of a setting (environment > profile > default)."""
+    return get_with_source(name)[0]
+
+
+def _toml_string(value: str) -> str:
+    return json.dumps(value)  # a JSON string literal is a valid TOML basic string
+
+
+def _write_profiles(data: dict) -> None:
+    lines = [f"active = {_toml_string(str(data.get('active', 'default')))}", ""]
+    for profile, values in data.get("profiles", {}).items():
+        lines.append(f"[profiles.{_toml_string(profile)}]")
+        lines.extend(f"{k} = {_toml_string(str(v))}" for k, v in sorted(values.items()))
+        lines.append("")
+    path = profiles_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from ._files import atomic_write_private
+
+    atomic_write_private(path, "\n".join(lines).encode("utf-8"))
+
+
+def set_values(values: dict[str, str]) -> None:
+    """Validate every value, then write them all to the active profile (or none)."""
+    for name, raw in values.items():
+        setting = _setting(name)
+        if not setting.in_profile:
+            raise SettingsError(f"{name} cannot be set in a profile: set the environment variable")
+        try:
+            setting.parse(raw)
+        except ValueError as exc:
+            shown = "<secret>" if setting.secret else repr(raw)
+            raise SettingsError(f"bad value {shown} for {name}: {exc}") from None
+    data = _read_profiles()
+    data = {"active": active_profile_name(data), "profiles": dict(data.get("profiles", {}))}
+    profile = dict(data["profiles"].get(data["active"], {}))
+    profile.update(values)
+    data["profiles"][data["active"]] = profile
+    _write_profiles(data)
+
+
+def unset_values(names: list[str]) -> None:
+    for name in names:
+        _setting(name)
+    data = _read_profiles()
+    data = {"active": active_profile_name(data), "profiles": dict(data.get("profiles", {}))}
+    profile = dict(data["profiles"].get(data["active"], {}))
+    for name in names:
+        profile.pop(name, None)
+    data["profiles"][data["active"]] = profile
+    _write_profiles(data)
+
+
+def display_value(name: str, value: Any) -> str:
+    """How a value is shown by `config view`: secrets masked, sets joined."""
+    if SETTINGS[name].secret:
+        return "********" if value else ""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, frozenset):
+        return ",".join(sorted(value))
+    return str(value)

@@ -1,0 +1,227 @@
+"""Storage backends: where record bytes live.
+
+A backend implements a handful of key -> bytes primitives. Keys reaching a
+backend have been validated by `stashflow.keys.validate_key`; a backend only
+maps them under its root. `read`/`open_read` of a missing key raise
+FileNotFoundError; `delete` of a missing key does nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any, ClassVar
+
+from ..blocks import Block
+from ..exceptions import StorageError, StorageNotFound
+
+BytesOrFile = bytes | bytearray | memoryview | IO[bytes]
+SPOOL_BYTES = 8 * 1024 * 1024  # records larger than this spool to a temp file, not memory
+
+
+class StorageBackend(Block):
+    """Base class of storage backends (a Block: configurable and saveable)."""
+
+    type_slug: ClassVar[str]
+    url_schemes: ClassVar[tuple[str, ...]] = ()
+
+    # -- the primitives a backend implements --------------------------------------------
+
+    def write(self, key: str, data: BytesOrFile) -> None:
+        """Store `data` (bytes or a readable binary file) at `key`, atomically."""
+        raise NotImplementedError
+
+    def read(self, key: str) -> bytes:
+        with self.open_read(key) as f:
+            return f.read()
+
+    def open_read(self, key: str) -> IO[bytes]:
+        """A binary, seekable file object on the object at `key`."""
+        raise NotImplementedError
+
+    def exists(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def delete(self, key: str) -> None:
+        raise NotImplementedError
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Keys starting with `prefix` (a plain string prefix), in no set order."""
+        raise NotImplementedError
+
+    def create(self, key: str, data: BytesOrFile) -> bool:
+        """Store `data` only if `key` is absent; True when this call created it."""
+        raise NotImplementedError
+
+    # -- derived ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def open_write(self, key: str) -> Iterator[IO[bytes]]:
+        """A seekable file to write the object into; published atomically on success.
+
+        The default spools to memory (to disk past SPOOL_BYTES) and then calls
+        `write`; backends with a cheaper way (a temp file beside the target) override it.
+        """
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
+            yield spool
+            spool.seek(0)
+            self.write(key, spool)
+
+    def stat(self, key: str) -> dict[str, Any]:
+        """At least {"size": int}; {"mtime": float} where the backend knows it."""
+        with self.open_read(key) as f:
+            return {"size": f.seek(0, 2)}
+
+    def url_for(self, key: str = "") -> str:
+        """A human-readable location for messages."""
+        return f"{self.type_slug}:{key}"
+
+    @classmethod
+    def from_url(cls, url: str) -> StorageBackend:
+        raise StorageNotFound(f"{cls.__name__} cannot be built from a URL ({url!r})")
+
+
+def copy_into(data: BytesOrFile, file: IO[bytes]) -> None:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        file.write(data)
+    else:
+        shutil.copyfileobj(data, file, 1024 * 1024)
+
+
+class FsspecStorageBackend(StorageBackend):
+    """A backend over any fsspec file system: subclasses provide `filesystem()` and `root()`.
+
+    `create` here checks then writes, which is not atomic; cloud plugins override
+    it with their service's conditional write.
+    """
+
+    def filesystem(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def root(self) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _path(self, key: str) -> str:
+        root = self.root().rstrip("/")
+        return f"{root}/{key}" if key else root
+
+    def _error(self, action: str, key: str, exc: Exception) -> StorageError:
+        return StorageError(f"{self.type_slug}: could not {action} {self.url_for(key)}: {exc}")
+
+    def write(self, key: str, data: BytesOrFile) -> None:
+        fs = self.filesystem()
+        try:
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                fs.pipe_file(self._path(key), bytes(data))
+            else:
+                with fs.open(self._path(key), "wb") as f:
+                    copy_into(data, f)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:
+            raise self._error("write", key, exc) from exc
+
+    def read(self, key: str) -> bytes:
+        return self.filesystem().cat_file(self._path(key))
+
+    def open_read(self, key: str) -> IO[bytes]:
+        return self.filesystem().open(self._path(key), "rb")
+
+    def exists(self, key: str) -> bool:
+        return self.filesystem().exists(self._path(key))
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.filesystem().rm_file(self._path(key))
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        fs = self.filesystem()
+        root = self.root().rstrip("/")
+        base = prefix.rpartition("/")[0]
+        start = f"{root}/{base}" if base else root
+        try:
+            found = fs.find(start)
+        except FileNotFoundError:
+            return
+        cut = len(fs._strip_protocol(root).rstrip("/")) + 1
+        for path in found:
+            key = fs._strip_protocol(path)[cut:]
+            if key.startswith(prefix) and ".stashflow" not in key:
+                yield key
+
+    def create(self, key: str, data: BytesOrFile) -> bool:
+        if self.exists(key):
+            return False
+        self.write(key, data)
+        return True
+
+    def stat(self, key: str) -> dict[str, Any]:
+        info = self.filesystem().info(self._path(key))
+        return {"size": info.get("size")}
+
+    def url_for(self, key: str = "") -> str:
+        return self._path(key)
+
+
+def default_storage(registry=None) -> StorageBackend:
+    """STASHFLOW_DEFAULT_RESULT_STORAGE_BLOCK if set, else local disk at STASHFLOW_LOCAL_STORAGE_PATH."""
+    from .. import settings
+
+    slug = settings.get("STASHFLOW_DEFAULT_RESULT_STORAGE_BLOCK")
+    if slug:
+        return resolve_storage(slug, registry)
+    return _local(settings.get("STASHFLOW_LOCAL_STORAGE_PATH"), registry)
+
+
+def _local(path: Path, registry) -> StorageBackend:
+    from ..plugins import get_registry
+
+    registry = registry if registry is not None else get_registry()
+    cls = registry.url_schemes.get("file")
+    if cls is None:
+        raise StorageNotFound(
+            "local storage is not available: install the stashflow-local plugin "
+            "(pip install stashflow-local), or check STASHFLOW_DISABLE_PLUGINS"
+        )
+    return cls(basepath=str(path))
+
+
+def resolve_storage(spec: Any, registry=None) -> StorageBackend:
+    """A backend from an instance, a URL, a block slug ("type/name") or a local path."""
+    from ..plugins import get_registry, install_hint
+
+    if isinstance(spec, StorageBackend):
+        return spec
+    if spec is None:
+        return default_storage(registry)
+    if isinstance(spec, Path):
+        return _local(spec.expanduser(), registry)
+    if not isinstance(spec, str) or not spec:
+        raise TypeError(
+            f"result storage must be a StorageBackend, a URL, a block slug or a Path, not {spec!r}"
+        )
+    registry = registry if registry is not None else get_registry()
+    if "://" in spec:
+        scheme = spec.split("://", 1)[0].lower()
+        cls = registry.url_schemes.get(scheme)
+        if cls is None:
+            hint = install_hint("storage", scheme) or f"known schemes: {', '.join(registry.url_schemes)}"
+            raise StorageNotFound(f"no storage is registered for URL scheme {scheme!r} ({spec!r}): {hint}")
+        return cls.from_url(spec)
+    if spec.startswith(("/", "~", "./", "../")):
+        return _local(Path(spec).expanduser(), registry)
+    type_slug = spec.split("/", 1)[0]
+    if "/" in spec and (type_slug in registry.storage_types or install_hint("storage", type_slug)):
+        from ..blocks import load_block
+
+        return load_block(spec, registry=registry)
+    raise StorageNotFound(
+        f"cannot tell what storage {spec!r} is: give a URL (file:///path, s3://bucket/prefix), "
+        f"a block slug 'type/name' (types: {', '.join(registry.storage_types)}), or a pathlib.Path"
+    )
+
+
+__all__ = ["FsspecStorageBackend", "StorageBackend", "default_storage", "resolve_storage"]
