@@ -28,7 +28,18 @@ def validate_key(key: object) -> str:
     return _validate_slow(key)
 
 
-def _validate_slow(key: object) -> str:
+def validate_storage_key(key: object) -> str:
+    """Like validate_key, but also admits internal keys under the reserved prefix.
+
+    Backends call this as a second line of defence; it still refuses anything
+    that could leave the storage root.
+    """
+    if type(key) is str and len(key) <= MAX_SEGMENT_BYTES and _PLAIN.fullmatch(key):
+        return key
+    return _validate_slow(key, allow_reserved=True)
+
+
+def _validate_slow(key: object, allow_reserved: bool = False) -> str:
     if not isinstance(key, str):
         raise InvalidResultKey(key, f"a key must be a str, not {type(key).__name__}")
     if not key:
@@ -52,6 +63,6 @@ def _validate_slow(key: object) -> str:
         for form in (segment, unquote(segment), unicodedata.normalize("NFKC", segment)):
             if form in (".", ".."):
                 raise InvalidResultKey(key, f"the segment {segment!r} is a relative-path step")
-        if segment.startswith(RESERVED_PREFIX):
+        if segment.startswith(RESERVED_PREFIX) and not allow_reserved:
             raise InvalidResultKey(key, f"segments starting with {RESERVED_PREFIX!r} are reserved")
     return key

@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from stashflow import hookimpl
 from stashflow.exceptions import StorageError
-from stashflow.keys import RESERVED_PREFIX, validate_key
+from stashflow.keys import RESERVED_PREFIX, validate_storage_key
 from stashflow.storage import BytesOrFile, StorageBackend, copy_into
 
 TMP_PREFIX = f"{RESERVED_PREFIX}-tmp-"
@@ -53,7 +53,7 @@ class LocalFileSystem(StorageBackend):
         return Path(self._root + key).as_uri() if key else Path(self.basepath).as_uri()
 
     def _path(self, key: str) -> str:
-        return self._root + validate_key(key)
+        return self._root + validate_storage_key(key)
 
     def _tmp_path(self, path: str) -> str:
         head, _, name = path.rpartition(os.sep)
