@@ -1,0 +1,268 @@
+"""Benchmark cells. Each runs in a fresh process: `python cells.py CELL DIR [N]`.
+
+A cell prints one JSON object: seconds for the timed part, per-op milliseconds,
+peak RSS growth over the payload, bytes read (/proc/self/io rchar) and bytes on
+disk. Setup (imports, building the payload, starting servers) is not timed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import resource
+import sys
+import time
+
+SMALL = {"id": 0, "name": "benchmark-task", "tags": ["a", "b", "c"], "score": 0.5,
+         "payload": "x" * 48}  # ~130 bytes pickled
+BIG = 200 * 1024 * 1024
+
+
+def small(i: int) -> dict:
+    return {**SMALL, "id": i}
+
+
+def rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def rchar() -> int:
+    with open("/proc/self/io") as f:
+        for line in f:
+            if line.startswith("rchar:"):
+                return int(line.split()[1])
+    return 0
+
+
+def disk_bytes(root: str) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            total += os.path.getsize(os.path.join(dirpath, name))
+    return total
+
+
+def report(**fields) -> None:
+    print(json.dumps(fields))
+
+
+# -- plain Python floor -----------------------------------------------------------------
+
+def floor_write(root: str, n: int) -> None:
+    os.makedirs(root, exist_ok=True)
+    t = time.perf_counter()
+    for i in range(n):
+        with open(os.path.join(root, f"{i}.pkl"), "wb") as f:
+            f.write(pickle.dumps(small(i)))
+    dt = time.perf_counter() - t
+    report(seconds=dt, per_op_ms=dt / n * 1e3, disk=disk_bytes(root))
+
+
+def floor_hit(root: str, n: int) -> None:
+    r0 = rchar()
+    t = time.perf_counter()
+    for i in range(n):
+        with open(os.path.join(root, f"{i}.pkl"), "rb") as f:
+            pickle.loads(f.read())
+    dt = time.perf_counter() - t
+    report(seconds=dt, per_op_ms=dt / n * 1e3, bytes_read=rchar() - r0)
+
+
+def floor_big_write(root: str, n: int) -> None:
+    os.makedirs(root, exist_ok=True)
+    data = os.urandom(BIG)
+    base = rss_bytes()
+    t = time.perf_counter()
+    with open(os.path.join(root, "big.pkl"), "wb") as f:
+        pickle.dump(data, f, protocol=5)
+    dt = time.perf_counter() - t
+    report(seconds=dt, rss_growth=(rss_bytes() - base) / BIG, disk=disk_bytes(root) / BIG)
+
+
+def floor_big_read(root: str, n: int) -> None:
+    base, r0 = rss_bytes(), rchar()
+    t = time.perf_counter()
+    with open(os.path.join(root, "big.pkl"), "rb") as f:
+        value = pickle.load(f)
+    dt = time.perf_counter() - t
+    assert len(value) == BIG
+    report(seconds=dt, rss_growth=(rss_bytes() - base) / BIG, bytes_read=(rchar() - r0) / BIG)
+
+
+# -- joblib.Memory ------------------------------------------------------------------------
+
+def _joblib(root: str):
+    from joblib import Memory
+
+    memory = Memory(root, verbose=0)
+    return memory.cache(small), memory
+
+
+def joblib_write(root: str, n: int) -> None:
+    cached, _ = _joblib(root)
+    t = time.perf_counter()
+    for i in range(n):
+        cached(i)
+    dt = time.perf_counter() - t
+    report(seconds=dt, per_op_ms=dt / n * 1e3, disk=disk_bytes(root))
+
+
+def joblib_hit(root: str, n: int) -> None:
+    cached, _ = _joblib(root)
+    r0 = rchar()
+    t = time.perf_counter()
+    for i in range(n):
+        cached(i)
+    dt = time.perf_counter() - t
+    report(seconds=dt, per_op_ms=dt / n * 1e3, bytes_read=rchar() - r0)
+
+
+_BIG_VALUE: bytes | None = None
+
+
+def big_value(seed: int) -> bytes:
+    """The function joblib caches: returns the payload prepared outside the timing."""
+    assert _BIG_VALUE is not None, "cache miss in a read cell"
+    return _BIG_VALUE
+
+
+def joblib_big_write(root: str, n: int) -> None:
+    global _BIG_VALUE
+    from joblib import Memory
+
+    cached = Memory(root, verbose=0).cache(big_value)
+    _BIG_VALUE = os.urandom(BIG)
+    base = rss_bytes()
+    t = time.perf_counter()
+    cached(0)
+    dt = time.perf_counter() - t
+    report(seconds=dt, rss_growth=(rss_bytes() - base) / BIG, disk=disk_bytes(root) / BIG)
+
+
+def joblib_big_read(root: str, n: int) -> None:
+    from joblib import Memory
+
+    cached = Memory(root, verbose=0).cache(big_value)
+    base, r0 = rss_bytes(), rchar()
+    t = time.perf_counter()
+    value = cached(0)
+    dt = time.perf_counter() - t
+    assert len(value) == BIG
+    report(seconds=dt, rss_growth=(rss_bytes() - base) / BIG, bytes_read=(rchar() - r0) / BIG)
+
+
+# -- stashflow ------------------------------------------------------------------------------
+
+def _stashflow_env(root: str) -> None:
+    os.environ["STASHFLOW_HOME"] = os.path.join(root, "home")
+    os.environ["STASHFLOW_LOCAL_STORAGE_PATH"] = os.path.join(root, "storage")
+
+
+def _stashflow_tasks():
+    from stashflow import flow, task
+
+    @task(persist_result=True)
+    def make(i: int) -> dict:
+        return small(i)
+
+    @flow
+    def many(n: int) -> None:
+        for i in range(n):
+            make(i)
+
+    return make, many
+
+
+def stashflow_write(root: str, n: int) -> None:
+    _stashflow_env(root)
+    make, _ = _stashflow_tasks()
+    make(-1)  # warm: plugin loading, settings, storage resolution
+    t = time.perf_counter()
+    for i in range(n):
+        make(i)
+    dt = time.perf_counter() - t
+    report(seconds=dt, per_op_ms=dt / n * 1e3, disk=disk_bytes(os.path.join(root, "storage")))
+
+
+def stashflow_hit(root: str, n: int) -> None:
+    _stashflow_env(root)
+    make, _ = _stashflow_tasks()
+    make(-1)
+    r0 = rchar()
+    t = time.perf_counter()
+    for i in range(n):
+        make(i)
+    dt = time.perf_counter() - t
+    report(seconds=dt, per_op_ms=dt / n * 1e3, bytes_read=rchar() - r0)
+
+
+def stashflow_big_write(root: str, n: int) -> None:
+    _stashflow_env(root)
+    from stashflow import ResultStore
+
+    store = ResultStore(os.path.join(root, "storage"))
+    store.write("warm", 0)
+    data = os.urandom(BIG)
+    base = rss_bytes()
+    t = time.perf_counter()
+    store.write("big", data)
+    dt = time.perf_counter() - t
+    report(seconds=dt, rss_growth=(rss_bytes() - base) / BIG,
+           disk=os.path.getsize(os.path.join(root, "storage", "big")) / BIG)
+
+
+def stashflow_big_read(root: str, n: int) -> None:
+    _stashflow_env(root)
+    from stashflow import ResultStore
+
+    store = ResultStore(os.path.join(root, "storage"))
+    store.read("warm")
+    base, r0 = rss_bytes(), rchar()
+    t = time.perf_counter()
+    value = store.read("big")
+    dt = time.perf_counter() - t
+    assert len(value) == BIG
+    report(seconds=dt, rss_growth=(rss_bytes() - base) / BIG, bytes_read=(rchar() - r0) / BIG)
+
+
+def stashflow_store_hit(root: str, n: int) -> None:
+    """A hit through ResultStore.read only (no engine), against a store holding n records."""
+    _stashflow_env(root)
+    from stashflow import ResultStore
+
+    store = ResultStore(os.path.join(root, "storage"))
+    keys = [f"k{i % 1000}/{i}" for i in range(0, n, max(1, n // 200))][:200]
+    store.read(keys[0])
+    t = time.perf_counter()
+    for key in keys:
+        store.read(key)
+    dt = time.perf_counter() - t
+    report(seconds=dt, per_op_ms=dt / len(keys) * 1e3)
+
+
+def stashflow_store_fill(root: str, n: int) -> None:
+    _stashflow_env(root)
+    from stashflow import ResultStore
+
+    store = ResultStore(os.path.join(root, "storage"))
+    t = time.perf_counter()
+    for i in range(n):
+        store.write(f"k{i % 1000}/{i}", small(i))
+    dt = time.perf_counter() - t
+    report(seconds=dt, per_op_ms=dt / n * 1e3)
+
+
+def import_time(root: str, n: int) -> None:
+    module = os.environ["BENCH_MODULE"]
+    t = time.perf_counter()
+    __import__(module)
+    report(seconds=time.perf_counter() - t)
+
+
+CELLS = {name: fn for name, fn in globals().items()
+         if callable(fn) and fn.__module__ == __name__ and "_" in name and not name.startswith("_")
+         and name not in ("rss_bytes", "disk_bytes", "report", "big_value")}
+
+if __name__ == "__main__":
+    CELLS[sys.argv[1]](sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 200)
