@@ -1,0 +1,183 @@
+"""Who persists, where, and how: flow and task options resolved against settings.
+
+Resolution happens once per (definition, enclosing flow, settings) and is
+cached, so the per-call path only looks up a ready `TaskConfig`. The settings
+"stamp" is what the cached resolutions depend on: the relevant environment
+variables, the profile file's mtime and the plugin registry in use.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any
+
+from .. import plugins, settings
+from ..cache_policies import NO_CACHE, CacheKeyFnPolicy, CachePolicy, resolve_cache_policy
+from .templates import KeyTemplate
+
+_ENV = ("STASHFLOW_HOME", "STASHFLOW_PROFILE", "STASHFLOW_RESULTS_PERSIST_BY_DEFAULT",
+        "STASHFLOW_DEFAULT_RESULT_STORAGE_BLOCK", "STASHFLOW_RESULTS_DEFAULT_SERIALIZER",
+        "STASHFLOW_LOCAL_STORAGE_PATH", "STASHFLOW_TASKS_REFRESH_CACHE",
+        "STASHFLOW_RESULTS_SIGNING_KEY", "STASHFLOW_DISABLE_PLUGINS")
+_CACHE_LIMIT = 64
+
+
+_profile_paths: dict[tuple, str] = {}
+
+
+def settings_stamp() -> tuple:
+    """A value that changes whenever a setting the engine resolved could have changed."""
+    env = os.environ
+    values = tuple(map(env.get, _ENV))
+    where = (values[0], env.get("HOME"))
+    path = _profile_paths.get(where)
+    if path is None:
+        path = _profile_paths[where] = str(settings.profiles_path())
+    try:
+        st = os.stat(path)
+        profile: tuple | None = (st.st_mtime_ns, st.st_size, st.st_ino)
+    except OSError:
+        profile = None
+    return values, profile, plugins._registry
+
+
+def _spec_key(spec: Any) -> Any:
+    if spec is None or isinstance(spec, (str, os.PathLike)):
+        return spec
+    return ("instance", id(spec))
+
+
+_stores: dict[tuple, tuple[Any, Any, Any]] = {}
+
+
+def get_store(storage: Any, serializer: Any, stamp: tuple) -> Any:
+    """A ResultStore for (storage spec, serializer spec), shared while settings are unchanged."""
+    cache_key = (stamp, _spec_key(storage), _spec_key(serializer))
+    found = _stores.get(cache_key)
+    if found is None:
+        from ..results import ResultStore
+
+        if len(_stores) >= _CACHE_LIMIT:
+            _stores.clear()
+        # Keep the specs referenced so that an id() in the cache key is never reused.
+        found = _stores[cache_key] = (ResultStore(storage, serializer), storage, serializer)
+    return found[0]
+
+
+class FlowConfig:
+    """A flow's resolved persistence; tasks inherit storage and serializer from it.
+
+    Compared and hashed by identity: it is the cache key of its tasks' configs.
+    """
+
+    __slots__ = ("in_memory", "persist", "serializer", "stamp", "storage")
+
+    def __init__(self, persist: bool, storage: Any, serializer: Any, in_memory: bool,
+                 stamp: tuple):
+        self.persist = persist
+        self.storage = storage
+        self.serializer = serializer
+        self.in_memory = in_memory
+        self.stamp = stamp
+
+    def store(self) -> Any:
+        return get_store(self.storage, self.serializer, self.stamp)
+
+    def __reduce__(self) -> tuple:
+        # Rebuilt against the settings of the process that unpickles it.
+        return _flow_config, (self.persist, self.storage, self.serializer, self.in_memory)
+
+
+def _flow_config(persist: bool, storage: Any, serializer: Any, in_memory: bool) -> FlowConfig:
+    return FlowConfig(persist, storage, serializer, in_memory, settings_stamp())
+
+
+def resolve_flow_config(flow: Any, parent: FlowConfig | None, stamp: tuple) -> FlowConfig:
+    persist = flow.persist_result
+    if persist is None:
+        if flow.result_storage is not None or flow.result_serializer is not None:
+            persist = True
+        elif parent is not None:
+            persist = parent.persist
+        else:
+            persist = settings.get("STASHFLOW_RESULTS_PERSIST_BY_DEFAULT")
+    storage = flow.result_storage if flow.result_storage is not None else (
+        parent.storage if parent is not None else None)
+    serializer = flow.result_serializer if flow.result_serializer is not None else (
+        parent.serializer if parent is not None else None)
+    return FlowConfig(bool(persist), storage, serializer, flow.cache_result_in_memory, stamp)
+
+
+class TaskConfig:
+    """A task's resolved options for runs in one flow configuration."""
+
+    __slots__ = ("expiration", "in_memory", "isolation_level", "lock_manager", "persist",
+                 "policy", "refresh", "store", "template")
+
+    def __init__(self, persist: bool, store: Any, policy: CachePolicy | None,
+                 template: KeyTemplate | None, expiration: timedelta | None, refresh: bool,
+                 in_memory: bool, isolation_level: str | None, lock_manager: Any):
+        self.persist = persist
+        self.store = store
+        self.policy = policy
+        self.template = template
+        self.expiration = expiration
+        self.refresh = refresh
+        self.in_memory = in_memory
+        self.isolation_level = isolation_level
+        self.lock_manager = lock_manager
+
+
+def task_implies_persistence(task: Any) -> bool:
+    policy = task.cache_policy
+    return (task.result_storage is not None or task.result_serializer is not None
+            or task.result_storage_key is not None or task.cache_key_fn is not None
+            or (task._cache_policy_given and policy is not NO_CACHE and policy != "no_cache"))
+
+
+def resolve_task_config(task: Any, flow_config: FlowConfig | None, stamp: tuple) -> TaskConfig:
+    persist = task.persist_result
+    if persist is None:
+        if task_implies_persistence(task):
+            persist = True
+        elif flow_config is not None:
+            persist = flow_config.persist
+        else:
+            persist = settings.get("STASHFLOW_RESULTS_PERSIST_BY_DEFAULT")
+    refresh = task.refresh_cache
+    if refresh is None:
+        refresh = settings.get("STASHFLOW_TASKS_REFRESH_CACHE")
+    if not persist:
+        return TaskConfig(False, None, None, None, None, bool(refresh), True, None, None)
+
+    if task.cache_key_fn is not None:
+        policy: CachePolicy = CacheKeyFnPolicy(task.cache_key_fn)
+        explicit = task.cache_policy
+        if isinstance(explicit, (CachePolicy, str)):
+            explicit = resolve_cache_policy(explicit)
+            policy = policy.configure(isolation_level=explicit.isolation_level,
+                                      lock_manager=explicit.lock_manager,
+                                      key_storage=explicit.key_storage)
+    else:
+        policy = resolve_cache_policy(task.cache_policy)
+
+    storage = task.result_storage
+    if storage is None:
+        storage = policy.key_storage
+    if storage is None and flow_config is not None:
+        storage = flow_config.storage
+    serializer = task.result_serializer
+    if serializer is None and flow_config is not None:
+        serializer = flow_config.serializer
+    return TaskConfig(
+        persist=True,
+        store=get_store(storage, serializer, stamp),
+        policy=policy,
+        template=task._template,
+        expiration=task.cache_expiration,
+        refresh=bool(refresh),
+        in_memory=task.cache_result_in_memory,
+        isolation_level=policy.isolation_level,
+        lock_manager=policy.lock_manager,
+    )
