@@ -18,6 +18,8 @@ _LAZY = {
     "SecretStr": "stashflow.blocks",
     "flow": "stashflow.engine",
     "task": "stashflow.engine",
+    "State": "stashflow.engine",
+    "unmapped": "stashflow.engine",
     "transaction": "stashflow.transactions",
 }
 
