@@ -161,8 +161,10 @@ def _stashflow_env(root: str) -> None:
 
 def _stashflow_tasks():
     from stashflow import flow, task
+    from stashflow.cache_policies import INPUTS, TASK_SOURCE
 
-    @task(persist_result=True)
+    # DEFAULT includes RUN_ID (a new run recomputes, as in Prefect): cache across runs here.
+    @task(cache_policy=INPUTS + TASK_SOURCE)
     def make(i: int) -> dict:
         return small(i)
 
