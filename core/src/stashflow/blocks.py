@@ -197,7 +197,14 @@ def load_block(slug: str, expected: type | None = None, registry=None) -> Block:
             f"no block saved as {slug!r} (looked in {path.parent}); "
             "`stashflow block ls` lists the saved blocks"
         ) from None
-    data = json.loads(raw)
+    try:
+        data = json.loads(raw)
+        fields = data["fields"]
+    except (ValueError, KeyError, TypeError):
+        raise StashflowError(
+            f"the block file {path} is not valid; delete it (`stashflow block delete {slug}`) "
+            "and create the block again"
+        ) from None
     cls = expected
     if cls is None:
         registry = registry if registry is not None else get_registry()
@@ -206,7 +213,7 @@ def load_block(slug: str, expected: type | None = None, registry=None) -> Block:
             hint = install_hint("storage", type_slug) or "install the plugin that provides it"
             raise StorageNotFound(f"block {slug!r} has type {type_slug!r}, which is not installed: {hint}")
     known = cls._fields()
-    return cls(**{k: v for k, v in data.get("fields", {}).items() if k in known})
+    return cls(**{k: v for k, v in fields.items() if k in known})
 
 
 def list_blocks() -> list[str]:
@@ -230,10 +237,27 @@ def delete_block(slug: str) -> None:
 
 def coerce(cls: type[Block], field: str, text: str) -> Any:
     """Turn a CLI string into a field value, following the field's annotation."""
-    hints = typing.get_type_hints(cls) if not cls.__module__.startswith("__") else {}
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # an annotation that does not resolve: take the text as it is
+        hints = {}
     annotation = hints.get(field, str)
-    if annotation in (int, int | None):
-        return int(text)
-    if annotation in (bool, bool | None):
-        return text.lower() in ("1", "true", "yes", "on")
+    for kind, parse, what in ((int, int, "an integer"), (float, float, "a number"),
+                              (bool, _parse_bool, "true or false")):
+        if annotation in (kind, kind | None):
+            try:
+                return parse(text)
+            except ValueError:
+                raise StashflowError(
+                    f"field {field!r} of {cls.type_slug} needs {what}, not {text!r}"
+                ) from None
     return text
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)

@@ -91,7 +91,8 @@ def plugins(as_json: bool) -> None:
         return
     for info in infos:
         origin = f"entry point {info.entry_point}" if info.entry_point else "built-in"
-        click.echo(f"{info.name}  ({info.distribution} {info.version}, {origin})")
+        state = "  disabled by STASHFLOW_DISABLE_PLUGINS" if info.disabled else ""
+        click.echo(f"{info.name}  ({info.distribution} {info.version}, {origin}){state}")
         for kind, names in info.registered.items():
             click.echo(f"    {kind}: {', '.join(names)}")
         for error in info.errors:
@@ -126,7 +127,8 @@ def block_types() -> None:
             f"{n}{'*' if s else ''}" for n, (_, s) in cls._fields().items()
         )
         schemes = ", ".join(f"{s}://" for s in cls.url_schemes) or "-"
-        click.echo(f"{slug}  schemes: {schemes}  fields: {fields}  (plugin {registry.owner('storage', slug)})")
+        owner = registry.owner("storage", slug)
+        click.echo(f"{slug}  schemes: {schemes}  fields: {fields}  (plugin {owner})")
 
 
 @block.command("inspect")
@@ -173,6 +175,16 @@ def block_create(type_slug: str, name: str, pairs: tuple[str, ...], overwrite: b
         raise click.UsageError(str(exc)) from None
     slug = blk.save(name, overwrite=overwrite)
     click.echo(f"Saved {slug}.")
+
+
+@main.command()
+@click.option("--keep", is_flag=True,
+              help="Keep records of an earlier demo (then even the first run is cached).")
+def demo(keep: bool) -> None:
+    """Run a small flow twice on the local default storage; the second run is cached."""
+    from .engine.demo import run_demo
+
+    run_demo(fresh=not keep, echo=click.echo)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,6 +6,19 @@ from __future__ import annotations
 class StashflowError(Exception):
     """Base class of every error stashflow raises on purpose."""
 
+    def __reduce__(self):
+        # Subclasses take their own constructor arguments, so the default (calling the
+        # class with `args`) would fail; rebuild from the message and the attributes
+        # instead, so errors cross process boundaries (process pools, Dask) unchanged.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[StashflowError], args: tuple, state: dict) -> StashflowError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
 
 class InvalidResultKey(StashflowError, ValueError):
     """A result key is not a safe relative path inside the storage root."""
@@ -106,3 +119,42 @@ class TemplateError(StashflowError, ValueError):
 
 class CacheKeyError(StashflowError, TypeError):
     """A task input cannot be hashed into a cache key."""
+
+
+class LockError(StashflowError):
+    """A lock could not be taken, kept or released."""
+
+
+class LockTimeout(LockError, TimeoutError):
+    """A lock was still held by someone else when the timeout ran out."""
+
+    def __init__(self, key: str, timeout: float | None, manager: object = None):
+        self.key = key
+        self.timeout = timeout
+        super().__init__(
+            f"the lock of key {key!r} ({manager!r}) was still held by someone else after "
+            f"{timeout} s; wait longer, or check for a stuck holder"
+        )
+
+
+class LockNotHeld(LockError):
+    """A lock was released or renewed by someone who does not hold it (any more)."""
+
+    def __init__(self, key: str, holder: str, manager: object = None, lost: bool = False):
+        self.key = key
+        self.holder = holder
+        self.lost = lost
+        why = ("its lease ran out and another holder took it" if lost
+               else "it does not hold it")
+        super().__init__(f"{holder!r} cannot release the lock of key {key!r} ({manager!r}): {why}")
+
+
+class LockManagerNotFound(LockError, LookupError):
+    """A lock manager name is not registered."""
+
+    def __init__(self, name: str, known: list[str] | tuple[str, ...] = ()):
+        self.name = name
+        super().__init__(
+            f"unknown lock manager {name!r} (registered: {', '.join(sorted(known)) or 'none'}); "
+            "pass a registered name, a LockManager instance, or None for the storage's default"
+        )

@@ -3,6 +3,8 @@
 A key is a relative, "/"-separated path inside a storage root. Everything a
 backend receives has passed `validate_key`, so no backend has to do its own
 containment checks (that is what let templated keys escape in Prefect).
+The checks also apply to the key as a URL layer or a Unicode-folding file
+system might decode it ("%2e%2e", full-width dots and slashes).
 """
 
 from __future__ import annotations
@@ -39,6 +41,39 @@ def validate_storage_key(key: object) -> str:
     return _validate_slow(key, allow_reserved=True)
 
 
+def _decoded_forms(key: str) -> list[str]:
+    """Spellings of `key` that a backend, URL layer or file system might decode it to."""
+    unquoted = key
+    for _ in range(4):  # percent-decoding applied more than once ("%252e" -> "%2e" -> ".")
+        step = unquote(unquoted)
+        if step == unquoted:
+            break
+        unquoted = step
+    forms = {unquoted, unicodedata.normalize("NFKC", key), unicodedata.normalize("NFKC", unquoted)}
+    forms.add(unquote(unicodedata.normalize("NFKC", key)))
+    forms.discard(key)
+    return sorted(forms)
+
+
+def _check_form(key: str, form: str, decoded: bool) -> None:
+    how = f" (decoded as {form!r})" if decoded else ""
+    if form.startswith("/"):
+        raise InvalidResultKey(key, f"absolute paths are not allowed{how}")
+    if "\\" in form:
+        raise InvalidResultKey(key, f"backslashes are not allowed{how}")
+    for ch in form:
+        if unicodedata.category(ch) in _FORBIDDEN_CATEGORIES:
+            raise InvalidResultKey(key, f"control or invisible character {ch!r} is not allowed{how}")
+    for segment in form.split("/"):
+        if segment in (".", ".."):
+            raise InvalidResultKey(key, f"the segment {segment!r} is a relative-path step{how}")
+
+
+# Control (Cc) and surrogate (Cs) characters, invisible format characters such as
+# bidi overrides and zero-width spaces (Cf), and line/paragraph separators (Zl, Zp).
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs", "Cf", "Zl", "Zp"})
+
+
 def _validate_slow(key: object, allow_reserved: bool = False) -> str:
     if not isinstance(key, str):
         raise InvalidResultKey(key, f"a key must be a str, not {type(key).__name__}")
@@ -47,22 +82,16 @@ def _validate_slow(key: object, allow_reserved: bool = False) -> str:
     encoded = key.encode("utf-8", "surrogatepass")
     if len(encoded) > MAX_KEY_BYTES:
         raise InvalidResultKey(key, f"longer than {MAX_KEY_BYTES} bytes")
-    if key.startswith("/"):
-        raise InvalidResultKey(key, "absolute paths are not allowed")
-    if "\\" in key:
-        raise InvalidResultKey(key, "backslashes are not allowed")
-    for ch in key:
-        if unicodedata.category(ch) in ("Cc", "Cs"):
-            raise InvalidResultKey(key, f"control character {ch!r} is not allowed")
+    _check_form(key, key, decoded=False)
     for segment in key.split("/"):
         if not segment:
             raise InvalidResultKey(key, "empty path segments ('//' or a trailing '/') are not allowed")
         if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
             raise InvalidResultKey(key, f"a path segment is longer than {MAX_SEGMENT_BYTES} bytes")
-        # '..' in any spelling a backend or file system might decode or fold.
-        for form in (segment, unquote(segment), unicodedata.normalize("NFKC", segment)):
-            if form in (".", ".."):
-                raise InvalidResultKey(key, f"the segment {segment!r} is a relative-path step")
         if segment.startswith(RESERVED_PREFIX) and not allow_reserved:
             raise InvalidResultKey(key, f"segments starting with {RESERVED_PREFIX!r} are reserved")
+    # '..', '/', '\\' and control characters in any spelling a backend or file system
+    # might decode or fold: percent-encoding (once or repeatedly) and Unicode look-alikes.
+    for form in _decoded_forms(key):
+        _check_form(key, form, decoded=True)
     return key

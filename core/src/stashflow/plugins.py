@@ -26,6 +26,9 @@ ENTRY_POINT_GROUP = "stashflow"
 DEFAULT_PLUGINS = (
     "stashflow.serializers._builtin",
     "stashflow.storage.memory",
+    "stashflow.locks",
+    "stashflow.cache_policies",
+    "stashflow.engine.runners",
 )
 
 # What to tell a user who names something whose plugin is not installed.
@@ -62,12 +65,15 @@ class PluginInfo:
     entry_point: str | None
     registered: dict[str, list[str]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    disabled: bool = False  # named in STASHFLOW_DISABLE_PLUGINS: listed, not loaded
 
     def describe(self) -> str:
-        where = f"entry point {self.entry_point!r} of {self.distribution} {self.version}"
-        return f"plugin {self.name!r} ({where})" if self.entry_point else (
-            f"built-in plugin {self.name!r} ({self.distribution} {self.version})"
-        )
+        if self.entry_point:
+            where = f"entry point {self.entry_point!r} of {self.distribution} {self.version}"
+            return f"plugin {self.name!r} ({where})"
+        if self.distribution == "stashflow":
+            return f"built-in plugin {self.name!r} ({self.distribution} {self.version})"
+        return f"plugin {self.name!r}"  # registered in-process, e.g. into an isolated manager
 
 
 def new_plugin_manager() -> pluggy.PluginManager:
@@ -84,8 +90,21 @@ def isolated_plugin_manager(*plugins: Any, builtins: bool = True) -> pluggy.Plug
         for module_name in DEFAULT_PLUGINS:
             pm.register(importlib.import_module(module_name), name=module_name)
     for plugin in plugins:
-        pm.register(plugin)
+        # Name a plugin object by its class, so that warnings say which one it is.
+        base = name = getattr(plugin, "__name__", None) or type(plugin).__qualname__
+        count = 1
+        while pm.has_plugin(name):
+            count += 1
+            name = f"{base}#{count}"
+        pm.register(plugin, name=name)
     return pm
+
+
+def _normalize(dist: str) -> str:
+    """A distribution name as PEP 503 compares them ("Stashflow_S3" == "stashflow-s3")."""
+    import re
+
+    return re.sub(r"[-_.]+", "-", dist).lower()
 
 
 def _version(dist: str) -> str:
@@ -122,6 +141,9 @@ def _register_checked(pm: pluggy.PluginManager, plugin: Any, info: PluginInfo) -
         pm.unregister(plugin)
         _warn(info, f"implements hooks stashflow does not have: {', '.join(unknown)}; not loaded")
         return False
+    if not pm.get_hookcallers(plugin):
+        _warn(info, "implements no stashflow hooks (does its entry point name the right "
+                    "module, and are its functions marked with @stashflow.hookimpl?)")
     return True
 
 
@@ -135,27 +157,34 @@ class PluginLoader:
     def load_builtins(self, disabled: frozenset[str]) -> None:
         version = _version("stashflow")
         for module_name in DEFAULT_PLUGINS:
-            info = PluginInfo(module_name, "stashflow", version, None)
-            if module_name in disabled:
-                continue
+            info = PluginInfo(module_name, "stashflow", version, None,
+                              disabled=module_name in disabled)
             self.infos[module_name] = info
+            if info.disabled:
+                continue
             _register_checked(self.pm, importlib.import_module(module_name), info)
 
     def load_entry_points(self, disabled: frozenset[str]) -> None:
         from importlib.metadata import entry_points
 
+        disabled_dists = {_normalize(name) for name in disabled}
+        seen: dict[str, str] = {}  # entry-point name -> the distribution that took it first
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             dist = ep.dist.name if ep.dist is not None else "unknown"
-            if ep.name in disabled or dist in disabled:
+            # Two distributions may choose the same entry-point name: the later one is
+            # registered as "dist:name". The same distribution twice on sys.path is skipped.
+            name = ep.name if seen.setdefault(ep.name, dist) == dist else f"{dist}:{ep.name}"
+            if name in self.infos:
                 continue
-            if self.pm.has_plugin(ep.name):
-                continue  # the same distribution seen twice on sys.path
-            info = PluginInfo(ep.name, dist, ep.dist.version if ep.dist else "unknown",
-                              f"{ep.name} = {ep.value}")
-            self.infos[ep.name] = info
+            info = PluginInfo(name, dist, ep.dist.version if ep.dist else "unknown",
+                              f"{ep.name} = {ep.value}",
+                              disabled=ep.name in disabled or _normalize(dist) in disabled_dists)
+            self.infos[name] = info
+            if info.disabled:
+                continue
             try:
                 plugin = ep.load()
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 _warn(info, f"error importing {ep.value!r}: {type(exc).__name__}: {exc}")
                 continue
             _register_checked(self.pm, plugin, info)
@@ -178,7 +207,7 @@ class Registry:
         self.cache_policies: dict[str, Any] = {}
         self.lock_managers: dict[str, Any] = {}
         self.task_runners: dict[str, type] = {}
-        self._owner: dict[tuple[str, str], str] = {}
+        self._owner: dict[tuple[str, str], PluginInfo] = {}
         self._collect()
 
     @property
@@ -186,15 +215,17 @@ class Registry:
         return list(self.loader.infos.values())
 
     def owner(self, kind: str, name: str) -> str | None:
-        return self._owner.get((kind, name))
+        """The name of the plugin that registered `name` as a `kind`."""
+        info = self._owner.get((kind, name))
+        return None if info is None else info.name
 
     def _claim(self, kind: str, name: str, table: dict, value: Any, info: PluginInfo) -> bool:
         previous = self._owner.get((kind, name))
         if previous is not None:
-            _warn(info, f"registers {kind} {name!r}, already registered by plugin "
-                        f"{previous!r}; the first registration is kept")
+            _warn(info, f"registers {kind} {name!r}, already registered by "
+                        f"{previous.describe()}; the first registration is kept")
             return False
-        self._owner[(kind, name)] = info.name
+        self._owner[(kind, name)] = info
         table[name] = value
         info.registered.setdefault(kind, []).append(name)
         return True
@@ -237,7 +268,11 @@ class Registry:
     def _call(self, hook_name: str, handler) -> None:
         trace = os.environ.get("STASHFLOW_TRACE_PLUGINS", "") not in ("", "0")
         hook = getattr(self.pm.hook, hook_name)
-        for impl in hook.get_hookimpls():
+        # In registration order (built-ins first), whatever tryfirst/trylast say:
+        # the first registration of a name is the one that stays.
+        order = {name: i for i, (name, _) in enumerate(self.pm.list_name_plugin())}
+        impls = sorted(hook.get_hookimpls(), key=lambda impl: order.get(impl.plugin_name, 0))
+        for impl in impls:
             info = self.loader.info_for(impl.plugin_name)
 
             def register(*args: Any, _info: PluginInfo = info) -> None:
@@ -262,7 +297,8 @@ class Registry:
 
 _lock = threading.RLock()
 _registry: Registry | None = None
-_isolated: dict[int, tuple[pluggy.PluginManager, Registry]] = {}
+# id(manager) -> (manager, the plugins it had, their registry): rebuilt when they change
+_isolated: dict[int, tuple[pluggy.PluginManager, tuple, Registry]] = {}
 
 pm = new_plugin_manager()  # the process-wide manager; plugins are loaded on first use
 
@@ -272,11 +308,14 @@ def get_registry(plugin_manager: pluggy.PluginManager | None = None) -> Registry
     global _registry
     if plugin_manager is not None and plugin_manager is not pm:
         with _lock:
+            plugins = tuple(plugin_manager.list_name_plugin())
             entry = _isolated.get(id(plugin_manager))
-            if entry is None or entry[0] is not plugin_manager:
-                entry = (plugin_manager, Registry(plugin_manager))
+            if entry is None or entry[0] is not plugin_manager or entry[1] != plugins:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("always", PluginWarning)
+                    entry = (plugin_manager, plugins, Registry(plugin_manager))
                 _isolated[id(plugin_manager)] = entry
-            return entry[1]
+            return entry[2]
     if _registry is None:
         with _lock:
             if _registry is None:

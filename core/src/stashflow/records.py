@@ -25,6 +25,7 @@ key is configured) the signature have been checked.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import io
@@ -165,6 +166,10 @@ def write_record(file: IO[bytes], obj: Any, serializer, *, created: datetime,
         file.write(_seal(head, signing_key, sha))
     else:
         payload = serializer.dumps(obj)
+        if not isinstance(payload, (bytes, bytearray, memoryview)):
+            raise SerializationError(
+                f"serializer {serializer.type!r} returned {type(payload).__name__}, not bytes"
+            )
         head = encode_payload_header(serializer.type, payload, created, expiration, signing_key)
         file.write(head)
         file.write(payload)
@@ -201,8 +206,12 @@ def parse_header(data: bytes | memoryview, key: str | None) -> RecordMetadata:
         name = bytes(data[_FIXED.size:_FIXED.size + name_len]).decode("utf-8")
     except UnicodeDecodeError:
         raise ResultCorrupted(key, "serializer name is not UTF-8") from None
-    return RecordMetadata(name, _dt(created) or datetime.fromtimestamp(0, UTC), _dt(expiration),
-                          length, size, bool(flags & FLAG_SIGNED), digest.hex())
+    try:
+        created_at, expires_at = _dt(created) or datetime.fromtimestamp(0, UTC), _dt(expiration)
+    except (ValueError, OverflowError, OSError):
+        raise ResultCorrupted(key, "the header's timestamps are out of range") from None
+    return RecordMetadata(name, created_at, expires_at, length, size, bool(flags & FLAG_SIGNED),
+                          digest.hex())
 
 
 def read_header(file: IO[bytes], key: str | None) -> tuple[RecordMetadata, bytes]:
@@ -243,12 +252,13 @@ def _verify_stream(meta: RecordMetadata, head: bytes, file: IO[bytes],
     digest = _xxh3()
     sha = hashlib.sha256() if signing_key is not None else None
     start, end = meta.header_size, meta.header_size + meta.size
-    try:
-        fileno = file.fileno()
-    except (AttributeError, OSError, io.UnsupportedOperation):
-        fileno = None
-    if fileno is not None:
-        with mmap.mmap(fileno, 0, access=mmap.ACCESS_READ) as mapped:
+    mapped = None
+    # Not a regular file (a pipe, a remote file): chunked reads below.
+    with contextlib.suppress(AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    dontneed = getattr(mmap, "MADV_DONTNEED", None)
+    if mapped is not None:
+        with mapped:
             view = memoryview(mapped)
             try:
                 for window in range(0, end, _WINDOW):
@@ -260,8 +270,9 @@ def _verify_stream(meta: RecordMetadata, head: bytes, file: IO[bytes],
                     if sha is not None:
                         sha.update(chunk)
                     chunk.release()
-                    # Drop the window from our resident set; the page cache keeps it.
-                    mapped.madvise(mmap.MADV_DONTNEED, window, min(_WINDOW, len(mapped) - window))
+                    if dontneed is not None:
+                        # Drop the window from our resident set; the page cache keeps it.
+                        mapped.madvise(dontneed, window, min(_WINDOW, len(mapped) - window))
             finally:
                 view.release()
     else:
@@ -292,8 +303,34 @@ def _deserialize(call, key: str | None, serializer) -> Any:
         ) from exc
 
 
-def _read_rest(file: IO[bytes], first: bytes, end: int) -> bytearray | bytes:
-    """`first` plus the rest of the record, read into one buffer (short if truncated)."""
+def _size(file: IO[bytes]) -> int | None:
+    """The size of a seekable file (position left unchanged), else None."""
+    try:
+        if not file.seekable():
+            return None
+        here = file.tell()
+        total = file.seek(0, 2)
+        file.seek(here)
+        return total
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return None
+
+
+def _read_rest(file: IO[bytes], first: bytes, end: int, known_size: bool) -> bytearray | bytes:
+    """`first` plus the rest of the record, read into one buffer (short if truncated).
+
+    The buffer is allocated up front only when the file's size has been checked
+    against `end`; otherwise it grows as bytes arrive, so a header claiming a huge
+    length cannot make us allocate it.
+    """
+    if not known_size:
+        buf = bytearray(first)
+        while len(buf) < end:
+            chunk = file.read(min(end - len(buf), 8 * 1024 * 1024))
+            if not chunk:
+                break
+            buf += chunk
+        return buf
     buf = bytearray(end)
     buf[: len(first)] = first
     view, got = memoryview(buf), len(first)
@@ -305,6 +342,14 @@ def _read_rest(file: IO[bytes], first: bytes, end: int) -> bytearray | bytes:
     return buf
 
 
+def _check_size(total: int, end: int, key: str | None) -> None:
+    if total < end:
+        raise ResultCorrupted(key, f"truncated payload: the record is {total} bytes but its "
+                                   f"header says {end}")
+    if total > end:
+        raise ResultCorrupted(key, f"trailing bytes after the payload ({total - end})")
+
+
 def read_record(file: IO[bytes], key: str | None, choose_serializer, *,
                 signing_key: bytes | None = None) -> ResultRecord:
     """Read, verify, then deserialize one record from `file` (positioned at 0).
@@ -313,34 +358,27 @@ def read_record(file: IO[bytes], key: str | None, choose_serializer, *,
     called after the header is checked and before any payload byte is decoded.
     """
     first = file.read(PEEK_BYTES)
-    if len(first) >= 8 and first[:4] == MAGIC:
-        (hsize,) = struct.unpack_from("<H", first, 6)
-    else:
-        hsize = 0
     meta = parse_header(first, key)
     if signing_key is not None and not meta.signed:
         raise ResultSignatureError(key, "the record is unsigned and a signing key is configured")
     serializer = choose_serializer(meta)
-    head = first[:hsize]
+    hsize = meta.header_size
     end = hsize + meta.size
-    if len(first) >= end or not serializer.streaming or meta.size < STREAM_BYTES:
-        if len(first) < end:
-            record = _read_rest(file, first, end)
-            at_eof = False
-        else:
-            record = first
-            at_eof = len(first) < PEEK_BYTES  # a short read of a file means end of file
-        if len(record) > end or (not at_eof and len(record) == end and file.read(1)):
+    # A short read means `first` is the whole file; otherwise ask the file its size,
+    # so a length in the header is checked before anything is allocated for it.
+    total = len(first) if len(first) < PEEK_BYTES else _size(file)
+    if total is not None:
+        _check_size(total, end, key)
+    head = first[:hsize]
+    if len(first) >= end or not serializer.streaming or meta.size < STREAM_BYTES or total is None:
+        record = first if len(first) >= end else _read_rest(file, first, end, total is not None)
+        if len(record) < end:
+            _check_size(len(record), end, key)
+        if len(record) > end or (total is None and file.read(1)):
             raise ResultCorrupted(key, "trailing bytes after the payload")
         payload = memoryview(record)[hsize:end]
         verify_payload(meta, head, payload, signing_key, key)
         return ResultRecord(_deserialize(lambda: serializer.loads(payload), key, serializer), meta)
-    total = file.seek(0, 2)
-    if total != end:
-        raise ResultCorrupted(
-            key, f"record is {total} bytes but its header says {end}"
-            + (" (truncated)" if total < end else "")
-        )
     _verify_stream(meta, head, file, signing_key, key)
     file.seek(hsize)
     return ResultRecord(_deserialize(lambda: serializer.load(file), key, serializer), meta)

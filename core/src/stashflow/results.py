@@ -50,13 +50,16 @@ class ResultStore:
     def __init__(self, storage: Any = None, serializer: str | Serializer | None = None,
                  plugins: Any = None, *, trusted_serializers: Iterable[str] | None = None,
                  signing_key: str | bytes | None = _UNSET):
-        from .plugins import get_registry
+        from . import plugins as _plugins
 
-        self.registry = get_registry(plugins)
+        self._isolated_plugins = plugins is not None and plugins is not _plugins.pm
+        self.registry = _plugins.get_registry(plugins)
         self.storage: StorageBackend = resolve_storage(storage, self.registry)
         self.serializer: Serializer | None = (
             None if serializer is None else resolve_serializer(serializer, self.registry)
         )
+        if isinstance(trusted_serializers, str):  # one name, not its letters
+            trusted_serializers = [trusted_serializers]
         self.trusted_serializers = (
             None if trusted_serializers is None else frozenset(trusted_serializers)
         )
@@ -64,11 +67,31 @@ class ResultStore:
             from . import settings
 
             signing_key = settings.get("STASHFLOW_RESULTS_SIGNING_KEY")
-        self._signing_key = signing_key.encode("utf-8") if isinstance(signing_key, str) else signing_key
+        if isinstance(signing_key, str):
+            signing_key = signing_key.encode("utf-8")
+        self._signing_key: bytes | None = signing_key or None  # an empty key signs nothing
         self._write_serializer: Serializer | None = self.serializer
 
     def __repr__(self) -> str:
         return f"ResultStore(storage={self.storage!r}, serializer={self.serializer!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The registry holds plugin modules: it is rebuilt on the other side, from
+        # that process's installed plugins (process pools, Dask workers).
+        if self._isolated_plugins:
+            raise TypeError(
+                "a ResultStore built with its own plugin manager cannot be pickled: "
+                "build it again in the other process"
+            )
+        state = dict(self.__dict__)
+        del state["registry"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        from .plugins import get_registry
+
+        self.__dict__.update(state)
+        self.registry = get_registry()
 
     # -- writing ----------------------------------------------------------------------
 
@@ -97,12 +120,14 @@ class ResultStore:
         buf = io.BytesIO()
         write_record(buf, obj, self._writer(), created=now,
                      expiration=as_expiration(expiration, now), signing_key=self._signing_key)
-        return self.storage.create(key, buf.getbuffer())
+        return self.storage.create(key, buf.getvalue())
 
     # -- reading ----------------------------------------------------------------------
 
     def _choose(self, key: str):
         def choose(meta: RecordMetadata) -> Serializer:
+            if meta.is_expired():  # a miss: nothing is verified or decoded
+                raise ResultExpired(key, self.storage)
             name = meta.serializer
             if self.trusted_serializers is not None and name not in self.trusted_serializers:
                 raise UntrustedSerializer(key, name, self.trusted_serializers)
@@ -129,10 +154,7 @@ class ResultStore:
         except FileNotFoundError:
             raise ResultNotFound(key, self.storage) from None
         with f:
-            record = read_record(f, key, self._choose(key), signing_key=self._signing_key)
-        if record.metadata.is_expired():
-            raise ResultExpired(key, self.storage)
-        return record
+            return read_record(f, key, self._choose(key), signing_key=self._signing_key)
 
     def read(self, key: str) -> Any:
         """The value stored at `key`; ResultNotFound if absent or expired."""

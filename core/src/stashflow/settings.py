@@ -13,7 +13,6 @@ refused by the same parser whether it came from the environment or a profile.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable
@@ -134,7 +133,7 @@ def _read_profiles() -> dict:
         st = path.stat()
     except FileNotFoundError:
         return {}
-    stamp = (str(path), st.st_mtime_ns, st.st_size)
+    stamp = (str(path), st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
     if _profile_cache is not None and _profile_cache[0] == stamp:
         return _profile_cache[1]
     import tomllib
@@ -143,6 +142,12 @@ def _read_profiles() -> dict:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SettingsError(f"cannot parse {path}: {exc}. Fix or delete the file.") from exc
+    profiles = data.get("profiles", {})
+    if not isinstance(profiles, dict) or not all(isinstance(v, dict) for v in profiles.values()):
+        raise SettingsError(
+            f"cannot use {path}: 'profiles' must hold one table per profile, like "
+            "[profiles.default]. Fix or delete the file."
+        )
     _profile_cache = (stamp, data)
     return data
 
@@ -181,21 +186,52 @@ def get(name: str) -> Any:
     return get_with_source(name)[0]
 
 
+_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n",
+                 "\f": "\\f", "\r": "\\r"}
+
+
 def _toml_string(value: str) -> str:
-    return json.dumps(value)  # a JSON string literal is a valid TOML basic string
+    """A TOML basic string: quotes, backslashes and control characters escaped, the rest raw."""
+    out = []
+    for ch in value:
+        if ch in _TOML_ESCAPES:
+            out.append(_TOML_ESCAPES[ch])
+        elif ch < " " or ch == "\x7f":
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _toml_key(name: str) -> str:
+    return name if re.fullmatch(r"[A-Za-z0-9_\-]+", name) else _toml_string(name)
 
 
 def _write_profiles(data: dict) -> None:
+    global _profile_cache
     lines = [f"active = {_toml_string(str(data.get('active', 'default')))}", ""]
     for profile, values in data.get("profiles", {}).items():
         lines.append(f"[profiles.{_toml_string(profile)}]")
-        lines.extend(f"{k} = {_toml_string(str(v))}" for k, v in sorted(values.items()))
+        lines.extend(f"{_toml_key(k)} = {_toml_string(str(v))}" for k, v in sorted(values.items()))
         lines.append("")
+    text = "\n".join(lines)
+    import tomllib
+
+    try:  # never leave a file behind that the next read could not parse
+        encoded = text.encode("utf-8")
+        expected = {"active": str(data.get("active", "default")), "profiles": {
+            str(name): {k: str(v) for k, v in values.items()}
+            for name, values in data.get("profiles", {}).items()}}
+        if tomllib.loads(text) != expected:
+            raise ValueError("the profile would not read back as written")
+    except (UnicodeEncodeError, ValueError) as exc:
+        raise SettingsError(f"cannot store these settings in a profile: {exc}") from None
     path = profiles_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     from ._files import atomic_write_private
 
-    atomic_write_private(path, "\n".join(lines).encode("utf-8"))
+    _profile_cache = None
+    atomic_write_private(path, encoded)
 
 
 def set_values(values: dict[str, str]) -> None:
@@ -209,23 +245,31 @@ def set_values(values: dict[str, str]) -> None:
         except ValueError as exc:
             shown = "<secret>" if setting.secret else repr(raw)
             raise SettingsError(f"bad value {shown} for {name}: {exc}") from None
-    data = _read_profiles()
-    data = {"active": active_profile_name(data), "profiles": dict(data.get("profiles", {}))}
-    profile = dict(data["profiles"].get(data["active"], {}))
-    profile.update(values)
-    data["profiles"][data["active"]] = profile
-    _write_profiles(data)
+    _update_active_profile(lambda profile: profile.update(values))
 
 
 def unset_values(names: list[str]) -> None:
     for name in names:
         _setting(name)
+    def remove(profile: dict) -> None:
+        for name in names:
+            profile.pop(name, None)
+
+    _update_active_profile(remove)
+
+
+def _update_active_profile(change: Callable[[dict], None]) -> None:
+    """Apply `change` to the active profile's values and write the file.
+
+    The file's own `active` entry is kept: a profile chosen by STASHFLOW_PROFILE
+    is changed, not made the default for later runs.
+    """
     data = _read_profiles()
-    data = {"active": active_profile_name(data), "profiles": dict(data.get("profiles", {}))}
-    profile = dict(data["profiles"].get(data["active"], {}))
-    for name in names:
-        profile.pop(name, None)
-    data["profiles"][data["active"]] = profile
+    target = active_profile_name(data)
+    data = {"active": data.get("active", "default"), "profiles": dict(data.get("profiles", {}))}
+    profile = dict(data["profiles"].get(target, {}))
+    change(profile)
+    data["profiles"][target] = profile
     _write_profiles(data)
 
 

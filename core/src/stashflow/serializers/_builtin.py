@@ -31,7 +31,9 @@ class PickleSerializer(Serializer):
     def dump(self, obj: Any, file: IO[bytes]) -> None:
         try:
             pickle.dump(obj, file, protocol=self.protocol)
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        except OSError:
+            raise  # the file failed (disk full...), not the value
+        except Exception as exc:
             raise SerializationError(f"cannot pickle {type(obj).__name__}: {exc}") from exc
 
     def load(self, file: IO[bytes]) -> Any:

@@ -9,6 +9,7 @@ FileNotFoundError; `delete` of a missing key does nothing.
 from __future__ import annotations
 
 import contextlib
+import io
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from typing import IO, Any, ClassVar
 
 from ..blocks import Block
 from ..exceptions import StorageError, StorageNotFound
+from ..keys import RESERVED_PREFIX
 
 BytesOrFile = bytes | bytearray | memoryview | IO[bytes]
 SPOOL_BYTES = 8 * 1024 * 1024  # records larger than this spool to a temp file, not memory
@@ -31,16 +33,25 @@ class StorageBackend(Block):
     # -- the primitives a backend implements --------------------------------------------
 
     def write(self, key: str, data: BytesOrFile) -> None:
-        """Store `data` (bytes or a readable binary file) at `key`, atomically."""
+        """Store `data` at `key`, atomically.
+
+        `data` is bytes-like, except for records larger than SPOOL_BYTES written
+        through the default `open_write`, which arrive as a readable binary file.
+        """
         raise NotImplementedError
 
     def read(self, key: str) -> bytes:
+        """The whole object at `key`. Implement this or `open_read` (or both)."""
+        if type(self).open_read is StorageBackend.open_read:
+            raise NotImplementedError(f"{type(self).__name__} implements neither read nor open_read")
         with self.open_read(key) as f:
             return f.read()
 
     def open_read(self, key: str) -> IO[bytes]:
-        """A binary, seekable file object on the object at `key`."""
-        raise NotImplementedError
+        """A binary, seekable file object on the object at `key` (default: over `read`)."""
+        if type(self).read is StorageBackend.read:
+            raise NotImplementedError(f"{type(self).__name__} implements neither read nor open_read")
+        return io.BytesIO(self.read(key))
 
     def exists(self, key: str) -> bool:
         raise NotImplementedError
@@ -49,7 +60,11 @@ class StorageBackend(Block):
         raise NotImplementedError
 
     def list(self, prefix: str = "") -> Iterator[str]:
-        """Keys starting with `prefix` (a plain string prefix), in no set order."""
+        """Keys starting with `prefix` (a plain string prefix), in no set order.
+
+        Internal keys (under ".stashflow") are left out unless `prefix` starts with
+        ".stashflow": the "storage" lock manager lists its lock records that way.
+        """
         raise NotImplementedError
 
     def create(self, key: str, data: BytesOrFile) -> bool:
@@ -65,10 +80,12 @@ class StorageBackend(Block):
         The default spools to memory (to disk past SPOOL_BYTES) and then calls
         `write`; backends with a cheaper way (a temp file beside the target) override it.
         """
-        with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
+        with Spool(max_size=SPOOL_BYTES) as spool:
             yield spool
+            size = spool.seek(0, 2)
             spool.seek(0)
-            self.write(key, spool)
+            # Small records as bytes, which every backend takes; big ones as a file.
+            self.write(key, spool.read() if size <= SPOOL_BYTES else spool)
 
     def stat(self, key: str) -> dict[str, Any]:
         """At least {"size": int}; {"mtime": float} where the backend knows it."""
@@ -82,6 +99,15 @@ class StorageBackend(Block):
     @classmethod
     def from_url(cls, url: str) -> StorageBackend:
         raise StorageNotFound(f"{cls.__name__} cannot be built from a URL ({url!r})")
+
+
+class Spool(tempfile.SpooledTemporaryFile):
+    """Moves to disk *before* a write would pass max_size: a big write is never copied in memory."""
+
+    def write(self, data) -> int:
+        if not self._rolled and self._file.tell() + memoryview(data).nbytes > self._max_size:
+            self.rollover()
+        return super().write(data)
 
 
 def copy_into(data: BytesOrFile, file: IO[bytes]) -> None:
@@ -149,7 +175,9 @@ class FsspecStorageBackend(StorageBackend):
         cut = len(fs._strip_protocol(root).rstrip("/")) + 1
         for path in found:
             key = fs._strip_protocol(path)[cut:]
-            if key.startswith(prefix) and ".stashflow" not in key:
+            # Internal keys are listed only when asked for by prefix (lock records).
+            if key.startswith(prefix) and (prefix.startswith(RESERVED_PREFIX) or not any(
+                    part.startswith(RESERVED_PREFIX) for part in key.split("/"))):
                 yield key
 
     def create(self, key: str, data: BytesOrFile) -> bool:
@@ -218,6 +246,15 @@ def resolve_storage(spec: Any, registry=None) -> StorageBackend:
         from ..blocks import load_block
 
         return load_block(spec, registry=registry)
+    cls = registry.storage_types.get(spec)
+    if cls is not None:  # a bare type slug: that type with its default configuration
+        try:
+            return cls()
+        except TypeError as exc:
+            raise StorageNotFound(
+                f"storage type {spec!r} needs configuration ({exc}): pass an instance, a URL, "
+                f"or the slug of a saved block ('{spec}/NAME')"
+            ) from None
     raise StorageNotFound(
         f"cannot tell what storage {spec!r} is: give a URL (file:///path, s3://bucket/prefix), "
         f"a block slug 'type/name' (types: {', '.join(registry.storage_types)}), or a pathlib.Path"

@@ -11,7 +11,9 @@ treated as a miss, so durability costs a syscall only where it is wanted.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import threading
 import uuid
 from collections.abc import Iterator
@@ -24,6 +26,8 @@ from stashflow.keys import RESERVED_PREFIX, validate_storage_key
 from stashflow.storage import BytesOrFile, StorageBackend, copy_into
 
 TMP_PREFIX = f"{RESERVED_PREFIX}-tmp-"
+# errno values meaning "this file system cannot make hard links"
+_NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
 
 
 class LocalFileSystem(StorageBackend):
@@ -43,11 +47,17 @@ class LocalFileSystem(StorageBackend):
             self.basepath = str(settings.get("STASHFLOW_LOCAL_STORAGE_PATH"))
         self.basepath = os.path.abspath(os.path.expanduser(str(self.basepath)))
         self._root = self.basepath + os.sep
+        self._real_root: str | None = None  # the root with links resolved, on first need
 
     @classmethod
     def from_url(cls, url: str) -> LocalFileSystem:
-        path = url.split("://", 1)[1]
-        return cls(basepath=path or ".")
+        """`file:///abs/path` or `file://localhost/abs/path` (percent-encoded, as from as_uri)."""
+        from urllib.parse import unquote
+
+        rest = url.split("://", 1)[1]
+        if rest.startswith("localhost/"):
+            rest = rest[len("localhost"):]
+        return cls(basepath=unquote(rest) or ".")
 
     def url_for(self, key: str = "") -> str:
         return Path(self._root + key).as_uri() if key else Path(self.basepath).as_uri()
@@ -55,14 +65,32 @@ class LocalFileSystem(StorageBackend):
     def _path(self, key: str) -> str:
         return self._root + validate_storage_key(key)
 
+    def _contained(self, key: str, path: str, action: str) -> str:
+        """`path`, after checking that no symbolic link takes its directory outside the root.
+
+        Keys are validated already; this stops a link planted inside the root from
+        redirecting writes and deletes. Flat keys (no directory part) cost nothing.
+        """
+        if "/" in key:
+            if self._real_root is None:
+                self._real_root = os.path.realpath(self.basepath) + os.sep
+            if not (os.path.realpath(os.path.dirname(path)) + os.sep).startswith(self._real_root):
+                raise StorageError(
+                    f"local-file-system: refusing to {action} {self.url_for(key)}: a symbolic "
+                    f"link inside {self.basepath} leads outside it"
+                )
+        return path
+
     def _tmp_path(self, path: str) -> str:
         head, _, name = path.rpartition(os.sep)
         tag = f"{os.getpid()}-{threading.get_ident() % 100000}-{uuid.uuid4().hex[:8]}"
-        return f"{head}{os.sep}{TMP_PREFIX}{tag}-{name[:100]}"
+        # At most 100 bytes of the name, so the temp name fits where a 255-byte key segment fits.
+        short = name.encode("utf-8")[:100].decode("utf-8", "ignore")
+        return f"{head}{os.sep}{TMP_PREFIX}{tag}-{short}"
 
     def _open_tmp(self, path: str) -> tuple[str, int]:
         tmp = self._tmp_path(path)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
         try:
             return tmp, os.open(tmp, flags, 0o644)
         except FileNotFoundError:
@@ -77,7 +105,7 @@ class LocalFileSystem(StorageBackend):
     @contextlib.contextmanager
     def _staged(self, key: str) -> Iterator[tuple[str, str, IO[bytes]]]:
         """A temp file beside the target; removed unless the caller moves it into place."""
-        path = self._path(key)
+        path = self._contained(key, self._path(key), "write")
         try:
             tmp, fd = self._open_tmp(path)
         except OSError as exc:
@@ -95,6 +123,15 @@ class LocalFileSystem(StorageBackend):
         if self.fsync:
             os.fsync(f.fileno())
 
+    def _sync_directory(self, path: str) -> None:
+        """With fsync=True, make the rename or link itself durable too."""
+        if self.fsync:
+            fd = os.open(os.path.dirname(path), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
     @contextlib.contextmanager
     def open_write(self, key: str) -> Iterator[IO[bytes]]:
         with self._staged(key) as (path, tmp, f):
@@ -102,6 +139,7 @@ class LocalFileSystem(StorageBackend):
             try:
                 self._finish(f)
                 os.replace(tmp, path)
+                self._sync_directory(path)
             except OSError as exc:
                 raise self._error("write", key, exc) from exc
 
@@ -111,6 +149,7 @@ class LocalFileSystem(StorageBackend):
                 copy_into(data, f)
                 self._finish(f)
                 os.replace(tmp, path)
+                self._sync_directory(path)
             except OSError as exc:
                 raise self._error("write", key, exc) from exc
 
@@ -119,7 +158,15 @@ class LocalFileSystem(StorageBackend):
             try:
                 copy_into(data, f)
                 self._finish(f)
-                os.link(tmp, path)
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    raise
+                except OSError as exc:
+                    if exc.errno not in _NO_LINKS:
+                        raise
+                    return self._create_exclusive(path, tmp, f)
+                self._sync_directory(path)
             except FileExistsError:
                 os.unlink(tmp)
                 return False
@@ -128,22 +175,59 @@ class LocalFileSystem(StorageBackend):
             os.unlink(tmp)
             return True
 
+    def _create_exclusive(self, path: str, tmp: str, staged: IO[bytes]) -> bool:
+        """`create` where hard links are not supported: O_EXCL on the target, then copy.
+
+        Still exactly one creator wins; a reader racing the copy can see a short
+        record, which the record's length and digest checks reject.
+        """
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(path, flags, 0o644)
+        except FileExistsError:
+            os.unlink(tmp)
+            return False
+        try:
+            with open(fd, "wb") as out:
+                staged.seek(0)
+                copy_into(staged, out)
+                self._finish(out)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
+        self._sync_directory(path)
+        os.unlink(tmp)
+        return True
+
     def read(self, key: str) -> bytes:
-        with open(self._path(key), "rb") as f:
+        with self.open_read(key) as f:
             return f.read()
 
     def open_read(self, key: str) -> IO[bytes]:
-        return open(self._path(key), "rb")
+        path = self._path(key)
+        try:
+            return open(path, "rb")
+        except (IsADirectoryError, NotADirectoryError):
+            # A directory at the key, or a file where a parent directory would be: no record.
+            raise FileNotFoundError(errno.ENOENT, "no record at this key", path) from None
 
     def exists(self, key: str) -> bool:
         return os.path.isfile(self._path(key))
 
     def delete(self, key: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._path(key))
+        path = self._contained(key, self._path(key), "delete")
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            os.unlink(path)
 
     def stat(self, key: str) -> dict[str, Any]:
-        st = os.stat(self._path(key))
+        path = self._path(key)
+        try:
+            st = os.stat(path)
+        except NotADirectoryError:
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):
+            raise FileNotFoundError(errno.ENOENT, "no record at this key", path)
         return {"size": st.st_size, "mtime": st.st_mtime}
 
     def list(self, prefix: str = "") -> Iterator[str]:
