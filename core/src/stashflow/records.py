@@ -48,6 +48,7 @@ _SIG_SIZE = 32
 ZERO_SIG = bytes(_SIG_SIZE)
 MAX_HEADER = _FIXED.size + 255 + _CRC.size
 PEEK_BYTES = 64 * 1024  # one read takes the whole record when it is this small
+SPILL_BYTES = 1024 * 1024  # a streaming serializer's output is buffered up to this much
 STREAM_BYTES = 8 * 1024 * 1024  # bigger payloads are verified in place, then streamed
 _WINDOW = 16 * 1024 * 1024  # verify big payloads this much at a time
 
@@ -116,24 +117,48 @@ def _seal(head: bytearray, signing_key: bytes | None, payload_sha256: bytes | No
     return bytes(head) + _CRC.pack(zlib.crc32(head))
 
 
-class _HashingWriter:
-    """Passes writes through to `file`, hashing and counting them."""
+class _SpillWriter:
+    """Takes a streaming serializer's output: in memory while it is small, else to `file`.
 
-    __slots__ = ("digest", "file", "length", "sha")
+    Small values (the common case) become one write of header + payload. Past
+    SPILL_BYTES, a placeholder header and the bytes so far go to `file` and the
+    rest streams through, hashed on the way; the caller then patches the header.
+    """
 
-    def __init__(self, file: IO[bytes], sign: bool):
+    __slots__ = ("chunks", "digest", "file", "length", "placeholder", "sha")
+
+    def __init__(self, file: IO[bytes], placeholder: bytes, sign: bool):
         self.file = file
-        self.digest = _xxh3()
+        self.placeholder = placeholder
+        self.chunks: list[bytes] | None = []
+        self.digest = None
         self.sha = hashlib.sha256() if sign else None
         self.length = 0
 
     def write(self, data) -> int:
+        n = data.nbytes if isinstance(data, memoryview) else len(data)
+        if self.chunks is not None:
+            self.chunks.append(data if type(data) is bytes else bytes(data))
+            self.length += n
+            if self.length > SPILL_BYTES:
+                self._spill()
+            return n
         self.digest.update(data)
         if self.sha is not None:
             self.sha.update(data)
-        n = self.file.write(data)
-        self.length += len(data) if n is None else n
-        return len(data) if n is None else n
+        self.file.write(data)
+        self.length += n
+        return n
+
+    def _spill(self) -> None:
+        chunks, self.chunks = self.chunks, None
+        self.digest = _xxh3()
+        self.file.write(self.placeholder)
+        for chunk in chunks:
+            self.digest.update(chunk)
+            if self.sha is not None:
+                self.sha.update(chunk)
+            self.file.write(chunk)
 
 
 def encode_payload_header(serializer_name: str, payload: bytes | memoryview, created: datetime,
@@ -153,26 +178,34 @@ def write_record(file: IO[bytes], obj: Any, serializer, *, created: datetime,
     name = serializer.type.encode("utf-8")
     if len(name) > 255:
         raise SerializationError(f"serializer name {serializer.type!r} is longer than 255 bytes")
+    payload = None
     if serializer.streaming:
-        placeholder = _header(name, 0.0, 0.0, 0, bytes(16), False)
-        file.write(bytes(placeholder) + bytes(_CRC.size))
-        writer = _HashingWriter(file, signing_key is not None)
+        placeholder = bytes(_header(name, 0.0, 0.0, 0, bytes(16), False)) + bytes(_CRC.size)
+        writer = _SpillWriter(file, placeholder, signing_key is not None)
         serializer.dump(obj, writer)
-        length, digest = writer.length, writer.digest.digest()
-        sha = writer.sha.digest() if writer.sha is not None else None
-        head = _header(name, created.timestamp(), _ts(expiration), length, digest,
-                       signing_key is not None)
-        file.seek(0)
-        file.write(_seal(head, signing_key, sha))
+        if writer.chunks is not None:
+            chunks = writer.chunks
+            payload = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        else:
+            length, digest = writer.length, writer.digest.digest()
+            sha = writer.sha.digest() if writer.sha is not None else None
+            head = _header(name, created.timestamp(), _ts(expiration), length, digest,
+                           signing_key is not None)
+            file.seek(0)
+            file.write(_seal(head, signing_key, sha))
     else:
         payload = serializer.dumps(obj)
+    if payload is not None:
         if not isinstance(payload, (bytes, bytearray, memoryview)):
             raise SerializationError(
                 f"serializer {serializer.type!r} returned {type(payload).__name__}, not bytes"
             )
         head = encode_payload_header(serializer.type, payload, created, expiration, signing_key)
-        file.write(head)
-        file.write(payload)
+        if len(payload) <= PEEK_BYTES:
+            file.write(head + payload)  # one write call for a small record
+        else:
+            file.write(head)
+            file.write(payload)
         length = len(payload)
         digest = head[32:48]
     return RecordMetadata(serializer.type, created, expiration, length,

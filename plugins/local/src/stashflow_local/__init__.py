@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import stat
 import threading
@@ -83,7 +84,9 @@ class LocalFileSystem(StorageBackend):
 
     def _tmp_path(self, path: str) -> str:
         head, _, name = path.rpartition(os.sep)
-        tag = f"{os.getpid()}-{threading.get_ident() % 100000}-{uuid.uuid4().hex[:8]}"
+        # pid + thread + a per-process counter is unique among live writers; O_EXCL
+        # (and a fresh name on collision, see _open_tmp) covers a recycled pid.
+        tag = f"{os.getpid()}-{threading.get_ident() % 100000}-{next(_counter)}"
         # At most 100 bytes of the name, so the temp name fits where a 255-byte key segment fits.
         short = name.encode("utf-8")[:100].decode("utf-8", "ignore")
         return f"{head}{os.sep}{TMP_PREFIX}{tag}-{short}"
@@ -95,7 +98,9 @@ class LocalFileSystem(StorageBackend):
             return tmp, os.open(tmp, flags, 0o644)
         except FileNotFoundError:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            return tmp, os.open(tmp, flags, 0o644)
+        except FileExistsError:  # left by a dead process whose pid came round again
+            tmp = f"{tmp}-{uuid.uuid4().hex[:8]}"
+        return tmp, os.open(tmp, flags, 0o644)
 
     def _error(self, action: str, key: str, exc: OSError) -> StorageError:
         err = StorageError(f"local-file-system: could not {action} {self.url_for(key)}: {exc}")
@@ -132,16 +137,8 @@ class LocalFileSystem(StorageBackend):
             finally:
                 os.close(fd)
 
-    @contextlib.contextmanager
-    def open_write(self, key: str) -> Iterator[IO[bytes]]:
-        with self._staged(key) as (path, tmp, f):
-            yield f
-            try:
-                self._finish(f)
-                os.replace(tmp, path)
-                self._sync_directory(path)
-            except OSError as exc:
-                raise self._error("write", key, exc) from exc
+    def open_write(self, key: str) -> _AtomicWrite:
+        return _AtomicWrite(self, key)
 
     def write(self, key: str, data: BytesOrFile) -> None:
         with self._staged(key) as (path, tmp, f):
@@ -255,6 +252,50 @@ class LocalFileSystem(StorageBackend):
             for name in files:
                 if name.startswith(TMP_PREFIX):
                     yield os.path.join(dirpath, name)
+
+
+class _AtomicWrite:
+    """`open_write`'s context: a temp file beside the target, renamed over it on success.
+
+    A class rather than a generator context manager: this is on every persisted
+    task's path, and the generator machinery costs more than the rest of it.
+    """
+
+    __slots__ = ("backend", "file", "key", "path", "tmp")
+
+    def __init__(self, backend: LocalFileSystem, key: str):
+        self.backend, self.key = backend, key
+        self.path = backend._contained(key, backend._path(key), "write")
+
+    def __enter__(self) -> IO[bytes]:
+        try:
+            self.tmp, fd = self.backend._open_tmp(self.path)
+        except OSError as exc:
+            raise self.backend._error("write", self.key, exc) from exc
+        self.file = open(fd, "w+b")  # closed in __exit__
+        return self.file
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self._discard()
+            return
+        backend = self.backend
+        try:
+            backend._finish(self.file)
+            self.file.close()
+            os.replace(self.tmp, self.path)
+            backend._sync_directory(self.path)
+        except OSError as error:
+            self._discard()
+            raise backend._error("write", self.key, error) from error
+
+    def _discard(self) -> None:
+        self.file.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.tmp)
+
+
+_counter = itertools.count()
 
 
 @hookimpl
