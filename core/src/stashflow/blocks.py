@@ -63,7 +63,10 @@ class Block:
 
     @classmethod
     def _fields(cls) -> dict[str, tuple[Any, bool]]:
-        """Field name -> (default or _MISSING, is_secret), base classes first."""
+        """Field name -> (default or _MISSING, is_secret), base classes first (cached per class)."""
+        cached = cls.__dict__.get("_field_table")
+        if cached is not None:
+            return cached
         fields: dict[str, tuple[Any, bool]] = {}
         for klass in reversed(cls.__mro__):
             for name, annotation in vars(klass).get("__annotations__", {}).items():
@@ -71,6 +74,7 @@ class Block:
                 if name.startswith("_") or "ClassVar" in text:
                     continue
                 fields[name] = (vars(klass).get(name, _MISSING), "SecretStr" in text)
+        cls._field_table = fields
         return fields
 
     def __init__(self, **values: Any):

@@ -38,12 +38,12 @@ class ResultNotFound(StashflowError, KeyError):
     def __init__(self, key: str, storage: object = None):
         self.key = key
         self.storage = storage
-        where = f" in {storage!r}" if storage is not None else ""
         super().__init__(key)
-        self._message = f"no result stored under key {key!r}{where}"
 
     def __str__(self) -> str:
-        return self._message
+        # Formatted when shown, not when raised: a miss is the engine's common case.
+        where = f" in {self.storage!r}" if self.storage is not None else ""
+        return f"no result stored under key {self.key!r}{where}"
 
 
 class ResultCorrupted(StashflowError):

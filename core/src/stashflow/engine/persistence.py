@@ -26,11 +26,21 @@ _CACHE_LIMIT = 64
 _profile_paths: dict[tuple, str] = {}
 
 
+# os.environ.get encodes the name and wraps the value on every call; the stamp only
+# compares values, so it reads the encoded mapping behind os.environ directly.
+_env_data = getattr(os.environ, "_data", None)
+if _env_data is not None:
+    _ENV_KEYS = tuple(map(os.environ.encodekey, _ENV))
+    _HOME_KEY = os.environ.encodekey("HOME")
+else:  # pragma: no cover - not CPython's os.environ
+    _env_data, _ENV_KEYS, _HOME_KEY = os.environ, _ENV, "HOME"
+
+
 def settings_stamp() -> tuple:
     """A value that changes whenever a setting the engine resolved could have changed."""
-    env = os.environ
-    values = tuple(map(env.get, _ENV))
-    where = (values[0], env.get("HOME"))
+    get = _env_data.get
+    values = tuple(map(get, _ENV_KEYS))
+    where = (values[0], get(_HOME_KEY))
     path = _profile_paths.get(where)
     if path is None:
         path = _profile_paths[where] = str(settings.profiles_path())
