@@ -1,0 +1,347 @@
+"""Azure Blob Storage result storage, on adlfs and azure-storage-blob.
+
+adlfs builds the client (credentials, the default chain, environment
+variables) and the event loop; every operation is one call of
+azure-storage-blob's client, so nothing depends on adlfs's listing cache or
+directory emulation. A value up to 8 MiB is one Put Blob; a bigger one is
+staged in 8 MiB blocks and published by one Put Block List, so a reader sees
+the old blob, the whole new one, or nothing. `create` sends `If-None-Match: *`.
+Reads are ranged GETs pinned to the ETag seen when the blob was opened.
+adlfs is imported on first use, not with stashflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+from stashflow import hookimpl
+from stashflow.blocks import SecretStr, reveal
+from stashflow.exceptions import StorageError
+from stashflow.keys import RESERVED_PREFIX, validate_storage_key
+from stashflow.storage import BytesOrFile, StorageBackend
+
+from ._reader import open_ranged
+
+PART_BYTES = 8 * 1024 * 1024  # one Put Blob up to this; staged blocks of this size beyond
+COMMIT_ATTEMPTS = 3  # a concurrent commit of the same blob discards our staged blocks: redo
+_EXISTS = ("BlobAlreadyExists", "ConditionNotMet")
+_FOLDER_FLAGS = ("hdi_isfolder", "is_directory")  # directory entries (ADLS Gen2, adlfs)
+
+
+def _clean_folder(folder: str | None) -> str:
+    folder = (folder or "").strip("/")
+    if folder and any(part in ("", ".", "..") for part in folder.split("/")):
+        raise ValueError(f"blob_folder {folder!r} has an empty, '.' or '..' segment")
+    return folder
+
+
+def _code(exc: BaseException) -> str | None:
+    code = getattr(exc, "error_code", None)
+    if code is None and getattr(exc, "status_code", None) == 412:
+        return "ConditionNotMet"
+    return getattr(code, "value", code)
+
+
+def _chunks(data: BytesOrFile) -> Iterator[bytes | memoryview]:
+    """`data` in PART_BYTES pieces; a file is read one piece at a time, in the caller's thread."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        view = memoryview(data).cast("B")
+        for start in range(0, max(len(view), 1), PART_BYTES):
+            yield view[start:start + PART_BYTES]
+        return
+    while True:
+        chunk = data.read(PART_BYTES)
+        while chunk and len(chunk) < PART_BYTES:  # a raw stream may return short reads
+            more = data.read(PART_BYTES - len(chunk))
+            if not more:
+                break
+            chunk += more
+        yield chunk
+        if len(chunk) < PART_BYTES:
+            return
+
+
+class AzureBlobStorageContainer(StorageBackend):
+    """Results as block blobs in an Azure Blob Storage container, under `blob_folder`.
+
+    Give `connection_string`, or `account_name` with `account_key`, or only
+    `account_name` for Azure's default credential chain (DefaultAzureCredential);
+    unset fields are taken from adlfs's AZURE_STORAGE_* environment variables.
+    """
+
+    type_slug = "azure-blob-storage"
+    url_schemes = ("az", "abfs")
+
+    container_name: str
+    blob_folder: str = ""
+    connection_string: SecretStr | None = None
+    account_name: str | None = None
+    account_key: SecretStr | None = None
+
+    def __init__(self, **values: Any):
+        super().__init__(**values)
+        name = self.container_name
+        if not isinstance(name, str) or not name or "/" in name:
+            raise ValueError(f"container_name must be a container's name, not {name!r}")
+        self.blob_folder = _clean_folder(self.blob_folder)
+        self._prefix = f"{self.blob_folder}/" if self.blob_folder else ""
+        self._fs = None
+        self._fs_pid = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        # A client holds sessions and an event-loop thread: rebuilt on first use.
+        state["_fs"], state["_fs_pid"] = None, 0
+        return state
+
+    @classmethod
+    def from_url(cls, url: str) -> AzureBlobStorageContainer:
+        """`az://container/folder`, or `abfs://container@account.dfs.core.windows.net/folder`.
+
+        Credentials come from the environment (AZURE_STORAGE_CONNECTION_STRING, ...)
+        or the default chain.
+        """
+        rest = url.split("://", 1)[1].split("?", 1)[0]
+        where, _, folder = rest.partition("/")
+        container, _, host = where.partition("@")
+        values: dict[str, Any] = {"container_name": container, "blob_folder": folder}
+        if host:
+            values["account_name"] = host.split(".", 1)[0]
+        return cls(**values)
+
+    # -- the client ---------------------------------------------------------------------
+
+    def filesystem(self):
+        """The adlfs file system (made on first use, once per process)."""
+        if self._fs is None or self._fs_pid != os.getpid():
+            from adlfs import AzureBlobFileSystem
+
+            options: dict[str, Any] = {}
+            if self.connection_string is not None:
+                options["connection_string"] = reveal(self.connection_string)
+            if self.account_name:
+                options["account_name"] = self.account_name
+            if self.account_key is not None:
+                options["account_key"] = reveal(self.account_key)
+            try:
+                fs = AzureBlobFileSystem(**options)
+            except ValueError as exc:
+                raise StorageError(
+                    f"azure-blob-storage: cannot connect to container {self.container_name!r}: "
+                    f"{exc}. Set connection_string, or account_name (with account_key, or "
+                    "nothing for the default credential chain), or AZURE_STORAGE_CONNECTION_STRING"
+                ) from None
+            self._fs, self._fs_pid = fs, os.getpid()
+        return self._fs
+
+    def _blob_name(self, key: str) -> str:
+        return self._prefix + validate_storage_key(key)
+
+    def url_for(self, key: str = "") -> str:
+        path = f"{self._prefix}{key}" if key else self.blob_folder
+        return f"az://{self.container_name}/{path}" if path else f"az://{self.container_name}"
+
+    def _error(self, action: str, key: str, exc: BaseException) -> StorageError:
+        code = _code(exc)
+        if code == "ContainerNotFound":
+            reason = f"container {self.container_name!r} does not exist"
+        elif code == "InvalidBlockList":
+            reason = ("its staged blocks are gone (another writer committed this blob, or the "
+                      "server lost them); nothing was published")
+        else:
+            first = (str(exc).strip().splitlines() or [""])[0]
+            reason = f"{type(exc).__name__}: {first}" + (f" ({code})" if code else "")
+        err = StorageError(f"azure-blob-storage: could not {action} {self.url_for(key)}: {reason}")
+        err.key = key
+        return err
+
+    def _call(self, action: str, key: str, fn: Callable[..., Any], *args: Any, **kwargs: Any):
+        """Run the client call `fn` on adlfs's loop.
+
+        A missing blob raises FileNotFoundError, a failed precondition (the blob
+        exists, or changed) FileExistsError, anything else StorageError.
+        """
+        from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+        from fsspec.asyn import sync
+
+        fs = self.filesystem()
+        try:
+            return sync(fs.loop, fn, *args, **kwargs)
+        except ResourceNotFoundError as exc:
+            if _code(exc) == "ContainerNotFound":
+                raise self._error(action, key, exc) from exc
+            raise FileNotFoundError(
+                errno.ENOENT, f"azure-blob-storage: no blob at {self.url_for(key)}") from None
+        except Exception as exc:
+            if isinstance(exc, ResourceExistsError) or _code(exc) in _EXISTS:
+                raise FileExistsError(
+                    errno.EEXIST, f"azure-blob-storage: {self.url_for(key)} exists") from exc
+            raise self._error(action, key, exc) from exc
+
+    def _blob(self, key: str):
+        return self.filesystem().service_client.get_blob_client(
+            self.container_name, self._blob_name(key))
+
+    # -- writing ------------------------------------------------------------------------
+
+    def _upload(self, action: str, key: str, data: BytesOrFile, create: bool) -> None:
+        """One Put Blob, or staged blocks and one Put Block List; the caller's errors pass."""
+        from azure.core import MatchConditions
+        from azure.storage.blob import BlobBlock
+
+        blob = self._blob(key)
+        condition = {"match_condition": MatchConditions.IfMissing} if create else {}
+        start = _position(data)
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            chunks = _chunks(data)
+            first = next(chunks)
+            second = next(chunks, None)
+            if second is None or not len(second):
+                self._call(action, key, blob.upload_blob, bytes(first), overwrite=not create)
+                return
+            blocks = []
+            for chunk in _chain(first, second, chunks):
+                if blocks and not len(chunk):
+                    break
+                block = BlobBlock(uuid.uuid4().hex)
+                self._call(action, key, blob.stage_block, block.id, chunk, length=len(chunk))
+                blocks.append(block)
+            try:
+                self._call(action, key, blob.commit_block_list, blocks, **condition)
+                return
+            except StorageError as exc:
+                # Another writer's commit of this blob dropped our uncommitted blocks.
+                if _code(exc.__cause__) != "InvalidBlockList" or attempt == COMMIT_ATTEMPTS:
+                    raise
+                if create and self.exists(key):
+                    raise FileExistsError(errno.EEXIST, self.url_for(key)) from None
+                if start is None:
+                    raise
+                if not isinstance(data, (bytes, bytearray, memoryview)):
+                    data.seek(start)  # a seekable source (open_write's spool): send it again
+
+    def write(self, key: str, data: BytesOrFile) -> None:
+        self._upload("write", key, data, create=False)
+
+    def create(self, key: str, data: BytesOrFile) -> bool:
+        small = isinstance(data, (bytes, bytearray, memoryview)) and (
+            memoryview(data).nbytes <= PART_BYTES)
+        if not small and self.exists(key):
+            return False  # already there: skip staging a big value for nothing
+        try:
+            self._upload("create", key, data, create=True)
+        except FileExistsError:
+            return False
+        return True
+
+    # -- reading ------------------------------------------------------------------------
+
+    def read(self, key: str) -> bytes:
+        async def download() -> bytes:
+            stream = await self._blob(key).download_blob()
+            return await stream.readall()
+
+        return self._call("read", key, download)
+
+    def _properties(self, action: str, key: str):
+        props = self._call(action, key, self._blob(key).get_blob_properties)
+        if any((props.metadata or {}).get(flag) == "true" for flag in _FOLDER_FLAGS):
+            raise FileNotFoundError(  # a directory entry (ADLS Gen2), not a stored value
+                errno.ENOENT, f"azure-blob-storage: no blob at {self.url_for(key)}")
+        return props
+
+    def open_read(self, key: str) -> IO[bytes]:
+        from azure.core import MatchConditions
+
+        props = self._properties("read", key)
+        blob, etag = self._blob(key), props.etag
+
+        async def download(start: int, end: int) -> bytes:
+            stream = await blob.download_blob(offset=start, length=end - start, etag=etag,
+                                              match_condition=MatchConditions.IfNotModified)
+            return await stream.readall()
+
+        def fetch(start: int, end: int) -> bytes:
+            try:
+                data = self._call("read", key, download, start, end)
+            except (FileNotFoundError, FileExistsError):
+                raise StorageError(
+                    f"azure-blob-storage: {self.url_for(key)} was replaced or deleted while "
+                    "being read; read it again"
+                ) from None
+            if len(data) != end - start:
+                raise StorageError(f"azure-blob-storage: short read of {self.url_for(key)} "
+                                   f"({len(data)} of {end - start} bytes at offset {start})")
+            return data
+
+        return open_ranged(fetch, props.size, self.url_for(key))
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._properties("check", key)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def stat(self, key: str) -> dict[str, Any]:
+        props = self._properties("stat", key)
+        return {"size": props.size, "mtime": props.last_modified.timestamp(), "etag": props.etag}
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._call("delete", key, self._blob(key).delete_blob, delete_snapshots="include")
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Keys under `blob_folder` starting with `prefix`.
+
+        Keys with a segment starting with ".stashflow" are left out unless `prefix`
+        starts with it (the "storage" lock manager lists its records that way).
+        """
+        container = self.filesystem().service_client.get_container_client(self.container_name)
+
+        async def names() -> list[str]:
+            found = []
+            async for item in container.list_blobs(name_starts_with=self._prefix + prefix,
+                                                   include=["metadata"]):
+                meta = item.metadata or {}
+                if not any(meta.get(flag) == "true" for flag in _FOLDER_FLAGS):
+                    found.append(item.name)
+            return found
+
+        cut = len(self._prefix)
+        internal = prefix.startswith(RESERVED_PREFIX)  # lock records are listed when asked for
+        for name in self._call("list", prefix, names):
+            key = name[cut:]
+            if key and not key.endswith("/") and (internal or not any(
+                    s.startswith(RESERVED_PREFIX) for s in key.split("/"))):
+                yield key
+
+
+def _position(data: BytesOrFile) -> int | None:
+    """Where a seekable file stands (to send it again), else None."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return 0
+    try:
+        return data.tell() if data.seekable() else None
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
+
+
+def _chain(first, second, rest):
+    yield first
+    yield second
+    yield from rest
+
+
+@hookimpl
+def register_storage_types(register):
+    register(AzureBlobStorageContainer)
+
+
+__all__ = ["AzureBlobStorageContainer"]

@@ -1,0 +1,148 @@
+"""AzureBlobStorageContainer under ResultStore: by instance, URL and saved block; processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from stashflow import ResultStore
+from stashflow.exceptions import ResultNotFound
+from stashflow_azure import AzureBlobStorageContainer
+
+MiB = 1024 * 1024
+
+
+def run_python(code: str, timeout: float = 120) -> str:
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=timeout, env=os.environ.copy())
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_registered_under_its_type_slug_and_url_schemes():
+    from stashflow.plugins import get_registry
+
+    registry = get_registry()
+    assert registry.storage_types["azure-blob-storage"] is AzureBlobStorageContainer
+    assert registry.url_schemes["az"] is AzureBlobStorageContainer
+    assert registry.url_schemes["abfs"] is AzureBlobStorageContainer
+
+
+def test_importing_the_plugin_does_not_import_adlfs():
+    out = run_python("""
+        import sys
+        import stashflow, stashflow_azure
+        from stashflow.plugins import get_registry
+        get_registry()
+        print(sorted(m for m in sys.modules if m.split(".")[0] in ("adlfs", "azure", "aiohttp")))
+    """)
+    assert out.strip() == "[]"
+
+
+def test_result_store_round_trip_on_an_instance(backend, azurite, container):
+    store = ResultStore(backend)
+    store.write("task/abc", {"x": [1, 2]})
+    record = store.read_record("task/abc")
+    assert record.value == {"x": [1, 2]}
+    assert record.metadata.serializer == "pickle"
+    assert store.read_metadata("task/abc").size == record.metadata.size
+    assert store.exists("task/abc")
+    assert list(store.list()) == ["task/abc"]
+    assert azurite.names(container) == ["results/v1/task/abc"]
+    store.delete("task/abc")
+    with pytest.raises(ResultNotFound):
+        store.read("task/abc")
+
+
+def test_result_store_create_is_create_if_absent(backend):
+    store = ResultStore(backend, serializer="json")
+    assert store.create("lock", {"owner": 1}) is True
+    assert store.create("lock", {"owner": 2}) is False
+    assert store.read("lock") == {"owner": 1}
+
+
+def test_result_store_by_url(azurite, container, monkeypatch):
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
+    for scheme in ("az", "abfs"):
+        store = ResultStore(f"{scheme}://{container}/by-url", serializer="json")
+        assert isinstance(store.storage, AzureBlobStorageContainer)
+        store.write(f"{scheme}-key", [1, 2, 3])
+        assert ResultStore(f"az://{container}/by-url").read(f"{scheme}-key") == [1, 2, 3]
+    assert azurite.names(container) == ["by-url/abfs-key", "by-url/az-key"]
+
+
+def test_saved_block_is_private_masked_and_usable_by_slug(backend, azurite, stashflow_home):
+    assert backend.save("b") == "azure-blob-storage/b"
+    path = stashflow_home / "blocks" / "azure-blob-storage" / "b.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    loaded = AzureBlobStorageContainer.load("b")
+    assert loaded == backend
+    for shown in (repr(backend), repr(loaded), str(loaded.field_values())):
+        assert "AccountKey" not in shown and "Eby8vdM02" not in shown
+    ResultStore("azure-blob-storage/b").write("k", 42)
+    assert ResultStore(backend).read("k") == 42
+
+    keyed = AzureBlobStorageContainer(container_name="c0", account_name="acct",
+                                      account_key="hunter2-not-a-key")
+    keyed.save("keyed")
+    assert "hunter2" not in repr(keyed)
+    assert "hunter2" not in repr(AzureBlobStorageContainer.load("keyed"))
+    saved = json.loads((path.parent / "keyed.json").read_text())
+    assert saved["fields"]["account_key"] == "hunter2-not-a-key"  # in a file only its owner reads
+
+
+def test_records_cross_between_processes(backend, stashflow_home):
+    backend.save("shared")
+    ResultStore(backend).write("from-parent", {"n": 1})
+    run_python("""
+        from stashflow import ResultStore
+        store = ResultStore("azure-blob-storage/shared")
+        assert store.read("from-parent") == {"n": 1}
+        store.write("from-child", [1, 2, 3])
+    """)
+    assert ResultStore(backend).read("from-child") == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_200_mib_round_trip_streams_in_bounded_memory(backend, stashflow_home):
+    """Peak RSS growth, measured in fresh processes: writing, then reading, 200 MiB."""
+    backend.save("big")
+    size = 200 * MiB
+    common = """
+        import json, resource, hashlib, time
+        from stashflow import ResultStore
+        def rss():
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * 4096
+        store = ResultStore("azure-blob-storage/big")
+        store.storage.exists("warm-up")  # import adlfs and connect before measuring
+    """
+    write = run_python(common + f"""
+        payload = bytes(range(256)) * ({size} // 256)
+        digest = hashlib.sha256(payload).hexdigest()
+        base, start = rss(), time.perf_counter()
+        store.write("big", payload)
+        seconds = time.perf_counter() - start
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        print(json.dumps({{"growth": peak - base, "digest": digest, "seconds": seconds}}))
+    """, timeout=600)
+    read = run_python(common + """
+        base, start = rss(), time.perf_counter()
+        value = store.read("big")
+        seconds = time.perf_counter() - start
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        print(json.dumps({"growth": peak - base, "digest": hashlib.sha256(value).hexdigest(),
+                          "size": len(value), "seconds": seconds}))
+    """, timeout=600)
+    w, r = json.loads(write), json.loads(read)
+    print(f"Azure 200 MiB: write {w['seconds']:.1f} s, peak RSS growth {w['growth'] / MiB:.0f} "
+          f"MiB; read {r['seconds']:.1f} s, peak RSS growth {r['growth'] / MiB:.0f} MiB "
+          "(the value itself is 200 MiB)")
+    assert r["size"] == size and r["digest"] == w["digest"]
+    assert w["growth"] < 0.5 * size, w  # the payload is already in memory: streamed out
+    assert r["growth"] < 2 * size, r  # the value, plus at most about one extra copy

@@ -1,0 +1,343 @@
+"""Google Cloud Storage result storage, on gcsfs.
+
+Every write is one upload - a single request for bytes under 50 MiB (or a
+file under 8 MiB), else a resumable upload in 8 MiB parts that publishes the
+object only when the last part lands - so a reader sees the old object, the
+whole new one, or nothing.
+`create` sends `ifGenerationMatch=0`, which the service checks atomically.
+Reads are ranged GETs pinned to the generation seen when the object was opened.
+gcsfs is imported on first use, not with stashflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import uuid
+import warnings
+from collections.abc import Iterator
+from typing import IO, Any
+
+from stashflow import hookimpl
+from stashflow.blocks import SecretStr, reveal
+from stashflow.exceptions import StorageError
+from stashflow.keys import RESERVED_PREFIX, validate_storage_key
+from stashflow.storage import BytesOrFile, StorageBackend
+
+from ._reader import open_ranged
+
+PART_BYTES = 8 * 1024 * 1024  # resumable upload part; a multiple of GCS's 256 KiB unit
+SIMPLE_UPLOAD_BYTES = 50 * 1024 * 1024  # gcsfs sends bytes up to this in one request
+_PROBE_PREFIX = f"{RESERVED_PREFIX}-probe/"
+_honours_preconditions: dict[str, bool] = {}  # endpoint -> does it check ifGenerationMatch
+
+
+def _emulator_host() -> str | None:
+    host = os.environ.get("STORAGE_EMULATOR_HOST", "")
+    return host if host not in ("", "default") else None
+
+
+def _clean_folder(folder: str | None) -> str:
+    folder = (folder or "").strip("/")
+    if folder and any(part in ("", ".", "..") for part in folder.split("/")):
+        raise ValueError(f"bucket_folder {folder!r} has an empty, '.' or '..' segment")
+    return folder
+
+
+def _read_part(data: IO[bytes]) -> bytes:
+    """Up to PART_BYTES from `data`, short only at its end (raw streams may read short)."""
+    part = data.read(PART_BYTES)
+    while part and len(part) < PART_BYTES:
+        more = data.read(PART_BYTES - len(part))
+        if not more:
+            break
+        part += more
+    return part
+
+
+class GcsBucket(StorageBackend):
+    """Results as objects in a GCS bucket, under `bucket_folder`.
+
+    `token`: unset for Google's default credential chain (anonymous when
+    STORAGE_EMULATOR_HOST is set); else "anon", "google_default", "cache",
+    "cloud", a service-account key file path, the key file's JSON text, or an
+    OAuth access token. `endpoint_url`: an emulator or a private endpoint.
+    """
+
+    type_slug = "gcs-bucket"
+    url_schemes = ("gs", "gcs")
+
+    bucket: str
+    bucket_folder: str = ""
+    project: str | None = None
+    endpoint_url: str | None = None
+    token: SecretStr | None = None
+
+    def __init__(self, **values: Any):
+        super().__init__(**values)
+        if not isinstance(self.bucket, str) or not self.bucket or "/" in self.bucket:
+            raise ValueError(f"bucket must be a bucket name, not {self.bucket!r}")
+        self.bucket_folder = _clean_folder(self.bucket_folder)
+        self._root = f"{self.bucket}/{self.bucket_folder}/" if self.bucket_folder else f"{self.bucket}/"
+        self._fs = None
+        self._fs_pid = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        # A client holds sessions and an event-loop thread: rebuilt on first use.
+        state["_fs"], state["_fs_pid"] = None, 0
+        return state
+
+    @classmethod
+    def from_url(cls, url: str) -> GcsBucket:
+        """`gs://bucket/folder` (or `gcs://`); credentials from the default chain."""
+        rest = url.split("://", 1)[1].split("?", 1)[0].split("#", 1)[0]
+        bucket, _, folder = rest.partition("/")
+        return cls(bucket=bucket, bucket_folder=folder)
+
+    # -- the client ---------------------------------------------------------------------
+
+    def filesystem(self):
+        """The gcsfs file system (made on first use, once per process)."""
+        if self._fs is None or self._fs_pid != os.getpid():
+            self._fs, self._fs_pid = self._connect(), os.getpid()
+        return self._fs
+
+    def _connect(self):
+        emulator = _emulator_host()
+        if self.endpoint_url or emulator:
+            # The plain JSON-API client: gcsfs's default class first asks a gRPC
+            # API whether a bucket is zonal, which no emulator answers.
+            from gcsfs.core import GCSFileSystem
+        else:
+            from gcsfs import GCSFileSystem
+        endpoint = self.endpoint_url or emulator
+        kwargs: dict[str, Any] = {"token": self._token(anonymous=bool(emulator)),
+                                  "use_listings_cache": False}
+        if endpoint:
+            # Explicit, so that gcsfs's instance cache keys on it.
+            kwargs["endpoint_url"] = (endpoint if "://" in endpoint else f"http://{endpoint}").rstrip("/")
+        if self.project:
+            kwargs["project"] = self.project
+        return GCSFileSystem(**kwargs)
+
+    def _token(self, anonymous: bool) -> Any:
+        token = reveal(self.token)
+        if token is None:
+            # Like google-cloud-storage: an emulator from the environment means anonymous.
+            return "anon" if anonymous and not self.endpoint_url else None
+        token = token.strip()
+        if token.startswith("{"):
+            try:
+                return json.loads(token)
+            except ValueError:
+                raise StorageError(
+                    "gcs-bucket: the token looks like a JSON key but does not parse"
+                ) from None
+        return token
+
+    def _call(self, method, *args, **kwargs):
+        from fsspec.asyn import sync
+
+        fs = self.filesystem()
+        return sync(fs.loop, getattr(fs, method), *args, **kwargs)
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _path(self, key: str) -> str:
+        return self._root + validate_storage_key(key)
+
+    def url_for(self, key: str = "") -> str:
+        return f"gs://{self._root}{key}" if key else f"gs://{self._root.rstrip('/')}"
+
+    def _error(self, action: str, key: str, exc: BaseException,
+               missing: str | None = None) -> StorageError:
+        if isinstance(exc, FileNotFoundError):
+            reason = missing or f"bucket {self.bucket!r} does not exist"
+        else:
+            reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
+        err = StorageError(f"gcs-bucket: could not {action} {self.url_for(key)}: {reason}")
+        err.key = key
+        return err
+
+    @contextlib.contextmanager
+    def _reading(self, action: str, key: str) -> Iterator[None]:
+        """Errors become StorageError naming the key; a missing object FileNotFoundError."""
+        try:
+            yield
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                errno.ENOENT, f"gcs-bucket: no object at {self.url_for(key)}") from None
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise self._error(action, key, exc) from exc
+
+    @contextlib.contextmanager
+    def _writing(self, action: str, key: str, missing: str | None = None) -> Iterator[None]:
+        """Errors become StorageError; a 404 means `missing` (default: no such bucket)."""
+        try:
+            yield
+        except (FileExistsError, StorageError):
+            raise
+        except Exception as exc:
+            raise self._error(action, key, exc, missing) from exc
+
+    def _object(self, key: str, action: str = "stat") -> dict[str, Any]:
+        """The object's metadata (one GET, no listing); FileNotFoundError if absent."""
+        with self._reading(action, key):
+            return self._call("_get_object", self._path(key))
+
+    def _upload(self, action: str, key: str, data: BytesOrFile, create: bool) -> None:
+        """One upload; errors of the service become StorageError, the caller's own pass."""
+        path = self._path(key)
+        first = None
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            first = _read_part(data)
+            if len(first) < PART_BYTES:  # the whole file: one request, like bytes
+                data = first
+        with self._writing(action, key):
+            fs = self.filesystem()
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                fs.pipe_file(path, memoryview(data).cast("B"),
+                             mode="create" if create else "overwrite")
+                return
+            f = fs.open(path, "xb" if create else "wb", block_size=PART_BYTES)
+        lost = "the server no longer knows the upload (did it restart?); nothing was published"
+        try:
+            with self._writing(action, key, lost):
+                f.write(first)
+            while chunk := data.read(PART_BYTES):
+                with self._writing(action, key, lost):
+                    f.write(chunk)
+            with self._writing(action, key, lost):
+                f.close()
+        except BaseException:
+            # Abandon the resumable upload: GCS publishes an object only when its last
+            # part is sent, and drops unfinished sessions after a week. (Closing the
+            # file, or leaving it to the garbage collector, would publish the parts.)
+            # No cancel request: gcsfs would retry it for half a minute on a dead server.
+            f.closed = True
+            raise
+
+    # -- the primitives -----------------------------------------------------------------
+
+    def write(self, key: str, data: BytesOrFile) -> None:
+        self._upload("write", key, data, create=False)
+
+    def create(self, key: str, data: BytesOrFile) -> bool:
+        streamed = not isinstance(data, (bytes, bytearray, memoryview)) or (
+            len(memoryview(data).cast("B")) >= SIMPLE_UPLOAD_BYTES
+        )
+        if (streamed or not self._preconditions_honoured()) and self.exists(key):
+            return False  # already there: skip the upload
+        try:
+            self._upload("create", key, data, create=True)
+        except FileExistsError:
+            return False
+        return True
+
+    def _preconditions_honoured(self) -> bool:
+        """Google's service checks ifGenerationMatch; an emulator is probed once per process."""
+        endpoint = self.endpoint_url or _emulator_host()
+        if endpoint is None:
+            return True
+        known = _honours_preconditions.get(endpoint)
+        if known is None:
+            probe = f"{self._root}{_PROBE_PREFIX}{uuid.uuid4().hex}"
+            with self._writing("create", _PROBE_PREFIX):
+                fs = self.filesystem()
+                fs.pipe_file(probe, b"1", mode="create")
+                try:
+                    fs.pipe_file(probe, b"2", mode="create")
+                    known = False
+                except FileExistsError:
+                    known = True
+                finally:
+                    with contextlib.suppress(FileNotFoundError):
+                        fs.rm_file(probe)
+            _honours_preconditions[endpoint] = known
+            if not known:
+                warnings.warn(
+                    f"gcs-bucket: the server at {endpoint} ignores ifGenerationMatch=0, so "
+                    "create() there checks then writes and two racing writers can both win",
+                    RuntimeWarning, stacklevel=3,
+                )
+        return known
+
+    def read(self, key: str) -> bytes:
+        path = self._path(key)
+        with self._reading("read", key):
+            return self.filesystem().cat_file(path)
+
+    def open_read(self, key: str) -> IO[bytes]:
+        path = self._path(key)
+        info = self._object(key, "read")
+        generation = info.get("generation")
+        fs = self.filesystem()
+
+        def fetch(start: int, end: int) -> bytes:
+            try:
+                with self._reading("read", key):
+                    data = fs.cat_file(path, start=start, end=end, generation=generation)
+            except FileNotFoundError:
+                raise StorageError(
+                    f"gcs-bucket: {self.url_for(key)} was replaced or deleted while being read; "
+                    "read it again"
+                ) from None
+            if len(data) != end - start:
+                raise StorageError(f"gcs-bucket: short read of {self.url_for(key)} "
+                                   f"({len(data)} of {end - start} bytes at offset {start})")
+            return data
+
+        return open_ranged(fetch, int(info["size"]), self.url_for(key))
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._object(key, "check")
+        except FileNotFoundError:
+            return False
+        return True
+
+    def stat(self, key: str) -> dict[str, Any]:
+        info = self._object(key)
+        out: dict[str, Any] = {"size": int(info["size"]), "generation": info.get("generation")}
+        if info.get("mtime") is not None:
+            out["mtime"] = info["mtime"].timestamp()
+        return out
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        with self._writing("delete", key), contextlib.suppress(FileNotFoundError):
+            self.filesystem().rm_file(path)
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Keys under `bucket_folder` starting with `prefix`.
+
+        Keys with a segment starting with ".stashflow" are left out unless `prefix`
+        starts with it (the "storage" lock manager lists its records that way).
+        """
+        root = self._root
+        with self._reading("list", prefix):
+            try:
+                names = self.filesystem().find(root.rstrip("/"), prefix=prefix)
+            except FileNotFoundError:
+                return
+        internal = prefix.startswith(RESERVED_PREFIX)  # lock records are listed when asked for
+        for name in names:
+            if not name.startswith(root):
+                continue
+            key = name[len(root):]
+            if key.startswith(prefix) and key and not key.endswith("/") and (
+                    internal or not any(s.startswith(RESERVED_PREFIX) for s in key.split("/"))):
+                yield key
+
+
+@hookimpl
+def register_storage_types(register):
+    register(GcsBucket)
+
+
+__all__ = ["GcsBucket"]
