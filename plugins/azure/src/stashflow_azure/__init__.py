@@ -25,8 +25,7 @@ from stashflow.blocks import SecretStr, reveal
 from stashflow.exceptions import StorageError
 from stashflow.keys import RESERVED_PREFIX, validate_storage_key
 from stashflow.storage import BytesOrFile, StorageBackend
-
-from ._reader import open_ranged
+from stashflow.storage.ranged import open_ranged
 
 PART_BYTES = 8 * 1024 * 1024  # one Put Blob up to this; staged blocks of this size beyond
 COMMIT_ATTEMPTS = 3  # a concurrent commit of the same blob discards our staged blocks: redo

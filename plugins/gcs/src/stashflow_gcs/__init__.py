@@ -25,8 +25,7 @@ from stashflow.blocks import SecretStr, reveal
 from stashflow.exceptions import StorageError
 from stashflow.keys import RESERVED_PREFIX, validate_storage_key
 from stashflow.storage import BytesOrFile, StorageBackend
-
-from ._reader import open_ranged
+from stashflow.storage.ranged import open_ranged
 
 PART_BYTES = 8 * 1024 * 1024  # resumable upload part; a multiple of GCS's 256 KiB unit
 SIMPLE_UPLOAD_BYTES = 50 * 1024 * 1024  # gcsfs sends bytes up to this in one request

@@ -23,7 +23,7 @@ from stashflow import hookimpl
 from stashflow.blocks import SecretStr, reveal
 from stashflow.exceptions import StorageError, StorageNotFound
 from stashflow.keys import RESERVED_PREFIX, validate_storage_key
-from stashflow.storage import SPOOL_BYTES, BytesOrFile, StorageBackend
+from stashflow.storage import SPOOL_BYTES, BytesOrFile, Spool, StorageBackend
 
 MiB = 1024 * 1024
 PART_BYTES = 8 * MiB  # multipart part size (S3's minimum is 5 MiB); grown for huge objects
@@ -228,7 +228,7 @@ class S3Bucket(StorageBackend):
     @contextlib.contextmanager
     def open_write(self, key: str) -> Iterator[IO[bytes]]:
         """A seekable spool (memory up to SPOOL_BYTES, then a temp file), uploaded on success."""
-        with _Spool(max_size=SPOOL_BYTES) as spool:
+        with Spool(max_size=SPOOL_BYTES) as spool:
             yield spool
             spool.seek(0)
             self.write(key, spool)
@@ -356,15 +356,6 @@ def _error_code(exc: BaseException | None) -> str | None:
             return response.get("Error", {}).get("Code")
         exc = exc.__cause__
     return None
-
-
-class _Spool(tempfile.SpooledTemporaryFile):
-    """A spool that moves to disk *before* a write would pass max_size (no big memory copy)."""
-
-    def write(self, data) -> int:
-        if not self._rolled and self._file.tell() + memoryview(data).nbytes > self._max_size:
-            self.rollover()
-        return super().write(data)
 
 
 class _Reader(io.RawIOBase):

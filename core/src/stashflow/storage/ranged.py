@@ -1,4 +1,7 @@
-"""A seekable reader over one stored object, made of ranged GETs.
+"""A seekable reader over one stored object, made of ranged GETs (for backend authors).
+
+`open_ranged(fetch, size, name)` turns a `fetch(start, end) -> bytes` function
+into the buffered, seekable binary file that `StorageBackend.open_read` returns.
 
 Each raw read fetches at most CHUNK bytes, so reading a header costs one small
 request (BUFFER bytes) and reading a large value holds at most one chunk beyond
