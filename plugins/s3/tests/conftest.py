@@ -10,13 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import sys
 import threading
 import urllib.request
 import uuid
 
 import pytest
-from stashflow._servers import free_port, running
+from stashflow._servers import start_moto
 
 KEY_ID = "testing"
 SECRET = "testing-secret-value"
@@ -24,11 +23,7 @@ SECRET = "testing-secret-value"
 
 @pytest.fixture(scope="session")
 def moto_endpoint(tmp_path_factory) -> str:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    with running(cmd, f"{url}/moto-api/", log):
+    with start_moto(tmp_path_factory.mktemp("moto")) as url:
         yield url
 
 
