@@ -187,5 +187,187 @@ def demo(keep: bool) -> None:
     run_demo(fresh=not keep, echo=click.echo)
 
 
+# -- results -------------------------------------------------------------------------
+
+_STORAGE_HELP = "Storage: a URL, a block slug or a path (default: the configured default storage)."
+_PROGRESS_AFTER = 200  # records: fewer than this finish without a progress bar
+
+
+@main.group(cls=_Group)
+def results() -> None:
+    """List, inspect, remove and garbage-collect stored result records."""
+
+
+def _store(storage: str | None):
+    from .results import ResultStore
+
+    return ResultStore(storage)
+
+
+def _when(value) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else "never"
+
+
+def _record_fields(record) -> dict[str, object]:
+    from datetime import UTC, datetime
+
+    expired = record.is_expired(datetime.now(UTC))
+    return {"key": record.key, "size": record.size, "serializer": record.serializer,
+            "created": _when(record.created) if record.metadata else None,
+            "expires": _when(record.expiration) if record.metadata else None,
+            "expired": expired, "problem": record.problem}
+
+
+@results.command("ls")
+@click.option("--storage", help=_STORAGE_HELP)
+@click.option("--prefix", default="", help="Only keys starting with this.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def results_ls(storage: str | None, prefix: str, as_json: bool) -> None:
+    """List records: key, size in bytes, serializer, created, expires (headers only)."""
+    import json
+
+    rows = sorted(_store(storage).records(prefix), key=lambda r: r.key)
+    if as_json:
+        for record in rows:
+            click.echo(json.dumps(_record_fields(record)))
+        return
+    table = [("KEY", "SIZE", "SERIALIZER", "CREATED", "EXPIRES")]
+    for record in rows:
+        f = _record_fields(record)
+        if record.metadata is None:
+            table.append((record.key, "-", "-", "-", f"damaged: {record.problem}"))
+        else:
+            expires = f"{f['expires']} (expired)" if f["expired"] else f["expires"]
+            table.append((record.key, str(f["size"]), f["serializer"], f["created"], expires))
+    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    for row in table:
+        click.echo("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[4]]))
+    click.echo(f"{len(rows)} records", err=True)
+
+
+@results.command("show")
+@click.argument("key")
+@click.option("--storage", help=_STORAGE_HELP)
+@click.option("--value", "with_value", is_flag=True,
+              help="Also decode and print the value (verified first; signed when a key is set).")
+def results_show(key: str, storage: str | None, with_value: bool) -> None:
+    """Show a record's metadata (and its value only with --value)."""
+    import pprint
+
+    from .exceptions import ResultNotFound
+    from .keys import validate_key
+    from .maintenance import describe
+
+    store = _store(storage)
+    try:
+        record = describe(store.storage, validate_key(key))
+    except FileNotFoundError:
+        raise ResultNotFound(key, store.storage) from None
+    click.echo(f"key: {key}")
+    click.echo(f"location: {store.storage.url_for(key)}")
+    if record.metadata is None:
+        click.echo(f"damaged: {record.problem}")
+        raise SystemExit(1)
+    meta, f = record.metadata, _record_fields(record)
+    click.echo(f"size: {record.size} bytes (payload {meta.size})")
+    click.echo(f"serializer: {meta.serializer}")
+    click.echo(f"created: {f['created']}")
+    click.echo(f"expires: {f['expires']}{' (expired)' if f['expired'] else ''}")
+    click.echo(f"signed: {'yes' if meta.signed else 'no'}")
+    click.echo(f"digest: xxh3-128:{meta.digest}")
+    if with_value:
+        from .results import ResultExpired
+
+        try:
+            value = store.read(key)
+        except ResultExpired:
+            click.echo("value: (expired; not decoded)")
+            return
+        click.echo("value:")
+        click.echo(pprint.pformat(value))
+
+
+@results.command("rm")
+@click.argument("keys", nargs=-1)
+@click.option("--prefix", help="Remove every record whose key starts with this.")
+@click.option("--storage", help=_STORAGE_HELP)
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+def results_rm(keys: tuple[str, ...], prefix: str | None, storage: str | None, dry_run: bool) -> None:
+    """Remove the records at KEYS, or every record under --prefix."""
+    from .maintenance import remove, remove_prefix
+
+    if bool(keys) == (prefix is not None):
+        raise click.UsageError("give either KEYS or --prefix")
+    store = _store(storage)
+    if prefix is not None:
+        removed = remove_prefix(store.storage, prefix, dry_run=dry_run)
+    elif dry_run:
+        removed = [k for k in keys if store.exists(k)]
+    else:
+        removed = remove(store.storage, keys)
+    verb = "Would remove" if dry_run else "Removed"
+    for key in removed:
+        click.echo(f"{verb} {key}")
+    missing = [k for k in keys if k not in removed]
+    for key in missing:
+        click.echo(f"No record at {key}", err=True)
+    click.echo(f"{verb} {len(removed)} records.", err=True)
+    if missing:
+        raise SystemExit(1)
+
+
+def _duration(_ctx, _param, value: str | None):
+    from .maintenance import parse_duration
+
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@results.command("gc")
+@click.option("--storage", help=_STORAGE_HELP)
+@click.option("--expired", is_flag=True, help="Remove expired records (the default when no "
+                                              "--older-than is given).")
+@click.option("--older-than", callback=_duration, metavar="DURATION",
+              help="Remove records created longer ago than this: 30m, 12h, 7d.")
+@click.option("--temp-grace", callback=_duration, metavar="DURATION", default="1h",
+              show_default=True, help="Remove orphaned temp files untouched for this long.")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@click.option("-v", "--verbose", is_flag=True, help="Name each record removed.")
+def results_gc(storage: str | None, expired: bool, older_than, temp_grace, dry_run: bool,
+               verbose: bool) -> None:
+    """Reclaim expired records, old records and orphaned temp files."""
+    store = _store(storage)
+    if older_than is None:
+        expired = True
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None and total >= _PROGRESS_AFTER:
+            bar = click.progressbar(length=total, label="Examining records", file=sys.stderr)
+            bar.__enter__()
+        if bar is not None:
+            bar.update(done - bar.pos)
+
+    try:
+        report = store.gc(expired=expired, older_than=older_than, dry_run=dry_run,
+                          progress=progress, temp_grace=temp_grace)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    if verbose:
+        verb = "would remove" if dry_run else "removed"
+        for key in report.removed:
+            click.echo(f"{verb} {key}")
+        for path in report.temp_files:
+            click.echo(f"{verb} temp file {path}")
+    summary = report.summary()
+    click.echo(summary[0].upper() + summary[1:] + ".")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

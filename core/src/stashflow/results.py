@@ -5,15 +5,18 @@ This is the embedding API: no flow or task is needed. The engine uses it too.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .exceptions import ResultCorrupted, ResultNotFound, SerializerNotFound, UntrustedSerializer
 from .keys import validate_key
 from .records import RecordMetadata, ResultRecord, read_header, read_record, write_record
 from .serializers import Serializer, resolve_serializer
 from .storage import StorageBackend, resolve_storage
+
+if TYPE_CHECKING:
+    from .maintenance import GcReport, StoredRecord
 
 _UNSET: Any = object()
 
@@ -93,6 +96,20 @@ class ResultStore:
         self.__dict__.update(state)
         self.registry = get_registry()
 
+    def _key_for(self, key: str) -> bytes | None:
+        """The HMAC key of the record at `key`: derived from the signing key and the record's key.
+
+        Binding the key means a validly signed record copied or moved to another key
+        (a cached value served for other inputs) fails its signature check.
+        """
+        if self._signing_key is None:
+            return None
+        import hashlib
+        import hmac
+
+        return hmac.new(self._signing_key, b"stashflow-record-key\x00" + key.encode("utf-8"),
+                        hashlib.sha256).digest()
+
     # -- writing ----------------------------------------------------------------------
 
     def _writer(self) -> Serializer:
@@ -108,7 +125,7 @@ class ResultStore:
         with self.storage.open_write(key) as f:
             return write_record(f, obj, self._writer(), created=now,
                                 expiration=as_expiration(expiration, now),
-                                signing_key=self._signing_key)
+                                signing_key=self._key_for(key))
 
     def create(self, key: str, obj: Any, expiration: datetime | timedelta | float | None = None
                ) -> bool:
@@ -119,7 +136,7 @@ class ResultStore:
         now = datetime.now(UTC)
         buf = io.BytesIO()
         write_record(buf, obj, self._writer(), created=now,
-                     expiration=as_expiration(expiration, now), signing_key=self._signing_key)
+                     expiration=as_expiration(expiration, now), signing_key=self._key_for(key))
         return self.storage.create(key, buf.getvalue())
 
     # -- reading ----------------------------------------------------------------------
@@ -154,7 +171,7 @@ class ResultStore:
         except FileNotFoundError:
             raise ResultNotFound(key, self.storage) from None
         with f:
-            return read_record(f, key, self._choose(key), signing_key=self._signing_key)
+            return read_record(f, key, self._choose(key), signing_key=self._key_for(key))
 
     def read(self, key: str) -> Any:
         """The value stored at `key`; ResultNotFound if absent or expired."""
@@ -192,3 +209,29 @@ class ResultStore:
         if prefix:
             validate_key(prefix.rstrip("/") or "x")
         return self.storage.list(prefix)
+
+    # -- managing what is stored (see stashflow.maintenance) ---------------------------
+
+    def records(self, prefix: str = "") -> Iterator[StoredRecord]:
+        """Each record under `prefix` with its header (key, size, serializer, created, expires)."""
+        from .maintenance import records
+
+        return records(self.storage, prefix)
+
+    def delete_prefix(self, prefix: str, *, dry_run: bool = False) -> list[str]:
+        """Remove every record whose key starts with `prefix`; returns their keys."""
+        from .maintenance import remove_prefix
+
+        return remove_prefix(self.storage, prefix, dry_run=dry_run)
+
+    def gc(self, expired: bool = True, older_than: timedelta | float | str | None = None, *,
+           dry_run: bool = False, progress: Callable[[int, int], None] | None = None,
+           **options: Any) -> GcReport:
+        """Remove expired records, records older than `older_than`, and orphaned temp files.
+
+        Options are those of `stashflow.maintenance.gc` (prefix, temp_files, temp_grace).
+        """
+        from .maintenance import gc
+
+        return gc(self.storage, expired=expired, older_than=older_than, dry_run=dry_run,
+                  progress=progress, **options)

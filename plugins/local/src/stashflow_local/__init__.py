@@ -230,19 +230,21 @@ class LocalFileSystem(StorageBackend):
     def list(self, prefix: str = "") -> Iterator[str]:
         base = prefix.rpartition("/")[0]
         start = self._root + base if base else self.basepath
-        yield from (k for k in self._walk(start, base) if k.startswith(prefix))
+        # Internal keys (lock records) are listed only when asked for by prefix; temp files never.
+        hidden = TMP_PREFIX if prefix.startswith(RESERVED_PREFIX) else RESERVED_PREFIX
+        yield from (k for k in self._walk(start, base, hidden) if k.startswith(prefix))
 
-    def _walk(self, directory: str, rel: str) -> Iterator[str]:
+    def _walk(self, directory: str, rel: str, hidden: str = RESERVED_PREFIX) -> Iterator[str]:
         try:
             entries = list(os.scandir(directory))
         except (FileNotFoundError, NotADirectoryError):
             return
         for entry in entries:
-            if entry.name.startswith(RESERVED_PREFIX):
+            if entry.name.startswith(hidden):
                 continue
             key = f"{rel}/{entry.name}" if rel else entry.name
             if entry.is_dir(follow_symlinks=False):
-                yield from self._walk(entry.path, key)
+                yield from self._walk(entry.path, key, hidden)
             elif entry.is_file(follow_symlinks=False):
                 yield key
 
@@ -278,6 +280,9 @@ class _AtomicWrite:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             self._discard()
+            if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+                # The temp file failed under the serializer (EFBIG, ENOSPC, EIO): say where.
+                raise self.backend._error("write", self.key, exc) from exc
             return
         backend = self.backend
         try:

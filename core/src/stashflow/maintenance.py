@@ -1,0 +1,267 @@
+"""Managing what is stored: list records by their headers, remove them, collect garbage.
+
+Everything here reads record headers only (a few dozen bytes each, one small
+read per record); no payload is read or deserialized. `gc` reclaims expired
+records, records older than a given age, and temp files left behind by writers
+that died (on backends that stage writes in temp files: local disk).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from .exceptions import ResultCorrupted, StashflowError, StorageError
+from .keys import validate_key
+from .records import RecordMetadata, read_header
+from .storage import StorageBackend
+
+# A temp file untouched for this long belongs to no live writer: a writer's
+# file changes on every chunk it writes, and even a huge record is written in minutes.
+TEMP_GRACE = timedelta(hours=1)
+
+Progress = Callable[[int, int], None]  # (done, total)
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+
+
+def parse_duration(text: str) -> timedelta:
+    """`30s`, `30m`, `12h`, `7d`, `2w`, or a sum of them (`1d12h`) as a timedelta."""
+    if not isinstance(text, str):
+        raise TypeError(f"a duration must be a str like '12h', not {text!r}")
+    spec = text.strip().lower()
+    pos, seconds = 0, 0.0
+    for match in _DURATION.finditer(spec):
+        if match.start() != pos:
+            break
+        seconds += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if not spec or pos != len(spec):
+        raise ValueError(
+            f"{text!r} is not a duration: use a number and a unit, s (seconds), m (minutes), "
+            "h (hours), d (days) or w (weeks), e.g. 30m, 12h, 7d, 1d12h"
+        )
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValueError(f"{text!r} is too long a duration") from None
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """One stored record as its header describes it (`metadata` None if unreadable)."""
+
+    key: str
+    metadata: RecordMetadata | None
+    problem: str | None = None  # why the header could not be read
+
+    @property
+    def size(self) -> int | None:
+        """Bytes the record takes in storage (header and payload)."""
+        return None if self.metadata is None else self.metadata.record_size
+
+    @property
+    def serializer(self) -> str | None:
+        return None if self.metadata is None else self.metadata.serializer
+
+    @property
+    def created(self) -> datetime | None:
+        return None if self.metadata is None else self.metadata.created
+
+    @property
+    def expiration(self) -> datetime | None:
+        return None if self.metadata is None else self.metadata.expiration
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        return self.metadata is not None and self.metadata.is_expired(now)
+
+
+def _check_prefix(prefix: str) -> str:
+    if not isinstance(prefix, str):
+        raise TypeError(f"prefix must be a str, not {prefix!r}")
+    if prefix:
+        validate_key(prefix.rstrip("/") or "x")
+    return prefix
+
+
+def describe(storage: StorageBackend, key: str) -> StoredRecord:
+    """The header of the record at `key` (FileNotFoundError if there is none)."""
+    try:
+        with storage.open_read(key) as f:
+            return StoredRecord(key, read_header(f, key)[0])
+    except ResultCorrupted as exc:
+        return StoredRecord(key, None, exc.reason)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if isinstance(exc, StorageError):  # the backend itself failed: not this record's fault
+            raise
+        return StoredRecord(key, None, f"cannot be read: {exc}")
+
+
+def records(storage: StorageBackend, prefix: str = "") -> Iterator[StoredRecord]:
+    """Every record whose key starts with `prefix`, with what its header says."""
+    for key in storage.list(_check_prefix(prefix)):
+        try:
+            yield describe(storage, key)
+        except FileNotFoundError:  # deleted since it was listed
+            continue
+
+
+def remove(storage: StorageBackend, keys: Iterable[str]) -> list[str]:
+    """Delete the records at `keys`; returns the keys that held a record."""
+    removed = []
+    for key in keys:
+        validate_key(key)
+        if storage.exists(key):
+            storage.delete(key)
+            removed.append(key)
+    return removed
+
+
+def remove_prefix(storage: StorageBackend, prefix: str, *, dry_run: bool = False) -> list[str]:
+    """Delete every record whose key starts with `prefix` (a plain string prefix)."""
+    if not _check_prefix(prefix):
+        raise StashflowError("refusing to remove by an empty prefix (that is every record); "
+                             "name a prefix, or use gc(older_than=timedelta(0))")
+    keys = sorted(storage.list(prefix))
+    if not dry_run:
+        for key in keys:
+            storage.delete(key)
+    return keys
+
+
+@dataclass
+class GcReport:
+    """What `gc` removed (or, with dry_run, would remove)."""
+
+    dry_run: bool = False
+    examined: int = 0
+    removed: list[str] = field(default_factory=list)
+    removed_bytes: int = 0
+    temp_files: list[str] = field(default_factory=list)
+    temp_bytes: int = 0
+    unreadable: list[str] = field(default_factory=list)  # records whose header is damaged: kept
+
+    def summary(self) -> str:
+        verb = "would remove" if self.dry_run else "removed"
+        line = (f"examined {self.examined} records; {verb} {len(self.removed)} records "
+                f"({_size(self.removed_bytes)}) and {len(self.temp_files)} orphaned temp files "
+                f"({_size(self.temp_bytes)})")
+        if self.unreadable:
+            line += f"; {len(self.unreadable)} records have a damaged or unreadable header and were kept"
+        return line
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} bytes"
+    value = n / 1024
+    for unit in ("KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def _as_delta(value: timedelta | float | int | str | None, what: str) -> timedelta | None:
+    if value is None or isinstance(value, timedelta):
+        return value
+    if isinstance(value, str):
+        return parse_duration(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    raise TypeError(f"{what} must be a timedelta, seconds or a duration like '7d', not {value!r}")
+
+
+def gc(storage: StorageBackend, *, expired: bool = True,
+       older_than: timedelta | float | str | None = None, prefix: str = "",
+       temp_files: bool = True, temp_grace: timedelta | float | str = TEMP_GRACE,
+       dry_run: bool = False, progress: Progress | None = None,
+       now: datetime | None = None) -> GcReport:
+    """Remove expired records, records created more than `older_than` ago, and orphaned temp files.
+
+    A record is removed only if its header, read again just before the delete,
+    still says so (a record rewritten meanwhile is kept). Temp files are removed
+    only when untouched for `temp_grace`, so a live writer's file is never taken.
+    `progress(done, total)` is called as records are examined.
+    """
+    older = _as_delta(older_than, "older_than")
+    grace = _as_delta(temp_grace, "temp_grace")
+    for name, value in (("older_than", older), ("temp_grace", grace)):
+        if value is not None and value < timedelta(0):
+            raise ValueError(f"{name} must not be negative, not {value}")
+    now = now or datetime.now(UTC)
+    report = GcReport(dry_run=dry_run)
+
+    def doomed(record: StoredRecord) -> bool:
+        if record.metadata is None:
+            return False
+        if expired and record.is_expired(now):
+            return True
+        return older is not None and now - record.metadata.created >= older
+
+    keys = list(storage.list(_check_prefix(prefix)))
+    for done, key in enumerate(keys, 1):
+        try:
+            record = describe(storage, key)
+        except FileNotFoundError:
+            record = None
+        if record is not None:
+            report.examined += 1
+            if record.metadata is None:
+                report.unreadable.append(key)
+            elif doomed(record) and (dry_run or _delete_if(storage, key, doomed)):
+                report.removed.append(key)
+                report.removed_bytes += record.size or 0
+        if progress is not None:
+            progress(done, len(keys))
+    if temp_files and not prefix:
+        _collect_temp_files(storage, now.timestamp() - (grace or timedelta(0)).total_seconds(),
+                            dry_run, report)
+    return report
+
+
+def _delete_if(storage: StorageBackend, key: str, doomed: Callable[[StoredRecord], bool]) -> bool:
+    """Delete `key` if the record there now is still one to remove (not rewritten meanwhile)."""
+    try:
+        current = describe(storage, key)
+    except FileNotFoundError:
+        return False
+    if not doomed(current):
+        return False
+    storage.delete(key)
+    return True
+
+
+def _collect_temp_files(storage: StorageBackend, cutoff: float, dry_run: bool,
+                        report: GcReport) -> None:
+    """Remove the temp files last modified before `cutoff` (seconds since the epoch)."""
+    lister = getattr(storage, "temp_files", None)
+    if lister is None:  # the backend publishes writes atomically without temp files
+        return
+    for path in lister():
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:  # its writer finished or cleaned up
+            continue
+        if st.st_mtime > cutoff:
+            continue
+        if not dry_run:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise StorageError(f"{storage.type_slug}: could not remove the orphaned temp "
+                                   f"file {path}: {exc}") from exc
+        report.temp_files.append(path)
+        report.temp_bytes += st.st_size
+
+
+__all__ = ["GcReport", "StoredRecord", "describe", "gc", "parse_duration", "records", "remove",
+           "remove_prefix"]
