@@ -194,3 +194,21 @@ def test_block_types_lists_the_installed_types():
     out = CliRunner().invoke(main, ["block", "types"]).output
     assert "local-file-system  schemes: file://  fields: basepath, fsync  (plugin local)" in out
     assert "memory  schemes: memory://  fields: name  (plugin stashflow.storage.memory)" in out
+
+
+def test_redact_masks_a_secret_plain_and_url_encoded_and_drops_a_revealing_cause():
+    secret = "tok/en+with=chars"
+    block = VaultStorage(name="v", token=secret)
+    text = f"GET https://x/tokeninfo?access_token=tok%2Fen%2Bwith%3Dchars failed; key {secret}"
+    redacted = block.redact(text)
+    assert "tok" not in redacted and redacted.count("**********") == 2
+
+    clean = ValueError("connection refused")
+    assert block.safe_cause(clean) is clean
+    try:
+        try:
+            raise ValueError(f"bad token {secret}")
+        except ValueError as inner:
+            raise RuntimeError("request failed") from inner
+    except RuntimeError as outer:
+        assert block.safe_cause(outer) is None

@@ -106,6 +106,32 @@ class Block:
             out[name] = value
         return out
 
+    def redact(self, text: str) -> str:
+        """`text` with every secret field's value (plain or URL-encoded) masked.
+
+        For backends quoting a client library's error: some put credentials in URLs.
+        """
+        from urllib.parse import quote, quote_plus
+
+        for name, (_, secret) in self._fields().items():
+            value = reveal(getattr(self, name)) if secret else None
+            if isinstance(value, str) and value:
+                for form in {value, quote(value, safe=""), quote_plus(value)}:
+                    text = text.replace(form, "**********")
+        return text
+
+    def safe_cause(self, exc: BaseException) -> BaseException | None:
+        """`exc` to chain a new error from, or None when its chain would show a secret."""
+        seen: set[int] = set()
+        current: BaseException | None = exc
+        while current is not None and id(current) not in seen:
+            seen.add(id(current))
+            text = f"{current}\n{current!r}"
+            if self.redact(text) != text:
+                return None
+            current = current.__cause__ or current.__context__
+        return exc
+
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v!r}" for k, v in self.field_values().items())
         return f"{type(self).__name__}({shown})"

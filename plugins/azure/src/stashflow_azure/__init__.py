@@ -156,7 +156,8 @@ class AzureBlobStorageContainer(StorageBackend):
         else:
             first = (str(exc).strip().splitlines() or [""])[0]
             reason = f"{type(exc).__name__}: {first}" + (f" ({code})" if code else "")
-        err = StorageError(f"azure-blob-storage: could not {action} {self.url_for(key)}: {reason}")
+        err = StorageError(f"azure-blob-storage: could not {action} "
+                           f"{self.url_for(key)}: {self.redact(reason)}")
         err.key = key
         return err
 

@@ -156,7 +156,7 @@ class GcsBucket(StorageBackend):
         if isinstance(exc, FileNotFoundError):
             reason = missing or f"bucket {self.bucket!r} does not exist"
         else:
-            reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            reason = self.redact(f"{type(exc).__name__}: {exc}".rstrip(": "))
         err = StorageError(f"gcs-bucket: could not {action} {self.url_for(key)}: {reason}")
         err.key = key
         return err
@@ -172,7 +172,7 @@ class GcsBucket(StorageBackend):
         except StorageError:
             raise
         except Exception as exc:
-            raise self._error(action, key, exc) from exc
+            raise self._error(action, key, exc) from self.safe_cause(exc)
 
     @contextlib.contextmanager
     def _writing(self, action: str, key: str, missing: str | None = None) -> Iterator[None]:
@@ -182,7 +182,7 @@ class GcsBucket(StorageBackend):
         except (FileExistsError, StorageError):
             raise
         except Exception as exc:
-            raise self._error(action, key, exc, missing) from exc
+            raise self._error(action, key, exc, missing) from self.safe_cause(exc)
 
     def _object(self, key: str, action: str = "stat") -> dict[str, Any]:
         """The object's metadata (one GET, no listing); FileNotFoundError if absent."""

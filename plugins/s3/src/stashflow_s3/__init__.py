@@ -102,7 +102,7 @@ class S3Bucket(StorageBackend):
         return f"s3://{self.bucket_name}/{path}" if path else f"s3://{self.bucket_name}"
 
     def _error(self, action: str, key: str, exc: BaseException) -> StorageError:
-        reason = str(exc) or type(exc).__name__
+        reason = self.redact(str(exc) or type(exc).__name__)
         return StorageError(f"s3-bucket: could not {action} {self.url_for(key)}: {reason}")
 
     def _missing(self, key: str) -> FileNotFoundError:
