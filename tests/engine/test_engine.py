@@ -337,7 +337,9 @@ def test_thread_runner_is_registered_through_the_plugin_hook():
     assert issubclass(ThreadPoolTaskRunner, TaskRunner)
 
 
-def test_unknown_task_runner_names_the_dask_plugin():
+def test_unknown_task_runner_names_the_dask_plugin(monkeypatch):
+    monkeypatch.setenv("STASHFLOW_DISABLE_PLUGINS", "stashflow-dask")  # as if not installed
+
     @flow(task_runner="dask")
     def f():
         return add.submit(1).result()

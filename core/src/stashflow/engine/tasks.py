@@ -303,16 +303,18 @@ class Task:
         flow_run = flow_run_var.get()
         task_run = TaskRun(self.name, flow_run)
         runner = _runner_for(flow_run)
-        future = TaskRunFuture(
-            runner.submit(self._run_for_future, parameters, task_run, flow_run), task_run)
+        # The resolved config travels with the run: a runner that ships it to another
+        # process or machine runs it with this process's storage, serializer and settings.
+        future = TaskRunFuture(runner.submit(self._run_for_future, parameters, task_run, flow_run,
+                                             self._config(flow_run)), task_run)
         if flow_run is not None:
             flow_run.task_runs.append(task_run)
             flow_run.futures.append(future)
         return future
 
-    def _run_for_future(self, parameters: dict, task_run: TaskRun, flow_run: FlowRun | None
-                        ) -> State:
-        return self._run(parameters, task_run, flow_run)[0]
+    def _run_for_future(self, parameters: dict, task_run: TaskRun, flow_run: FlowRun | None,
+                        config: TaskConfig | None = None) -> State:
+        return self._run(parameters, task_run, flow_run, config)[0]
 
     # -- one run ---------------------------------------------------------------------------
 
@@ -335,18 +337,20 @@ class Task:
         finally:
             task_run_var.reset(token)
 
-    def _run(self, parameters: dict[str, Any], task_run: TaskRun, flow_run: FlowRun | None
-             ) -> tuple[State, Any]:
+    def _run(self, parameters: dict[str, Any], task_run: TaskRun, flow_run: FlowRun | None,
+             config: TaskConfig | None = None) -> tuple[State, Any]:
         parameters = _resolve_parameters(parameters)  # waits for upstream futures
         started = time.perf_counter()
         try:
-            return self._run_inner(parameters, task_run, flow_run)
+            return self._run_inner(parameters, task_run, flow_run, config)
         finally:
             task_run.duration = time.perf_counter() - started
 
     def _run_inner(self, parameters: dict[str, Any], task_run: TaskRun,
-                   flow_run: FlowRun | None) -> tuple[State, Any]:
-        config = self._config(flow_run)
+                   flow_run: FlowRun | None, config: TaskConfig | None = None
+                   ) -> tuple[State, Any]:
+        if config is None:
+            config = self._config(flow_run)
         context = TaskRunContext(self, task_run, flow_run, parameters)
         if not config.persist:
             try:
