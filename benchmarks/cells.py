@@ -255,6 +255,53 @@ def stashflow_store_fill(root: str, n: int) -> None:
     report(seconds=dt, per_op_ms=dt / n * 1e3)
 
 
+# -- S3 (a moto server started by run.py; endpoint in BENCH_S3_ENDPOINT) -------------------
+
+def _s3fs():
+    import s3fs
+
+    return s3fs.S3FileSystem(key="bench", secret="bench-secret",
+                             endpoint_url=os.environ["BENCH_S3_ENDPOINT"],
+                             skip_instance_cache=True, use_listings_cache=False)
+
+
+def s3_raw_roundtrip(root: str, n: int) -> None:
+    """The same bytes through plain s3fs: streamed pickle.dump up, pickle.load down."""
+    fs = _s3fs()
+    bucket = f"raw-{os.getpid()}"
+    fs.mkdir(bucket)
+    data = os.urandom(BIG)
+    base = rss_bytes()
+    t = time.perf_counter()
+    with fs.open(f"{bucket}/big.pkl", "wb", block_size=8 * 1024 * 1024) as f:
+        pickle.dump(data, f, protocol=5)
+    with fs.open(f"{bucket}/big.pkl", "rb", block_size=8 * 1024 * 1024) as f:
+        value = pickle.load(f)
+    dt = time.perf_counter() - t
+    assert value == data
+    report(seconds=dt, rss_growth=(rss_bytes() - base) / BIG)
+
+
+def s3_stashflow_roundtrip(root: str, n: int) -> None:
+    _stashflow_env(root)
+    from stashflow import ResultStore
+    from stashflow_s3 import S3Bucket
+
+    bucket = f"sf-{os.getpid()}"
+    _s3fs().mkdir(bucket)
+    store = ResultStore(S3Bucket(bucket_name=bucket, endpoint_url=os.environ["BENCH_S3_ENDPOINT"],
+                                 aws_access_key_id="bench", aws_secret_access_key="bench-secret"))
+    store.write("warm", 0)
+    data = os.urandom(BIG)
+    base = rss_bytes()
+    t = time.perf_counter()
+    store.write("big", data)
+    value = store.read("big")
+    dt = time.perf_counter() - t
+    assert value == data
+    report(seconds=dt, rss_growth=(rss_bytes() - base) / BIG)
+
+
 def import_time(root: str, n: int) -> None:
     module = os.environ["BENCH_MODULE"]
     t = time.perf_counter()
@@ -265,6 +312,7 @@ def import_time(root: str, n: int) -> None:
 CELLS = {name: fn for name, fn in globals().items()
          if callable(fn) and fn.__module__ == __name__ and "_" in name and not name.startswith("_")
          and name not in ("rss_bytes", "disk_bytes", "report", "big_value")}
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 
 if __name__ == "__main__":
     CELLS[sys.argv[1]](sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 200)

@@ -25,6 +25,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def cell(name: str, root: Path, n: int, env: dict | None = None) -> dict:
+    """Run one cell in a new Python process and return what it reported."""
     out = subprocess.run([sys.executable, str(HERE / "cells.py"), name, str(root), str(n)],
                          capture_output=True, text=True, env={**os.environ, **(env or {})})
     if out.returncode != 0:
@@ -54,6 +55,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="skip the 200 MiB and scaling cells")
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
+    parser.add_argument("--no-s3", action="store_true", help="skip the S3 (moto server) row")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="stashflow-bench-"))
     r: dict[str, dict] = {}
@@ -76,6 +78,13 @@ def main() -> None:
                 r[f"store_hit_{n}"] = median([cell("stashflow_store_hit", root, n)
                                               for _ in range(args.repeat)])
                 shutil.rmtree(root, ignore_errors=True)
+        if not args.quick and not args.no_s3:
+            from stashflow._servers import start_moto
+
+            with start_moto(work) as endpoint:
+                env = {"BENCH_S3_ENDPOINT": endpoint}
+                for who in ("s3_raw_roundtrip", "s3_stashflow_roundtrip"):
+                    r[who] = median([cell(who, work / who, 1, env) for _ in range(args.repeat)])
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print_table(r, args)
@@ -115,6 +124,11 @@ def print_table(r: dict, args) -> None:
             print(f"| persisted task, {n} tasks | | | {x:.3f} ms | {x / base:.2f}x of 200 | |")
         a, b = r["store_hit_200"]["per_op_ms"], r["store_hit_100000"]["per_op_ms"]
         print(f"| store hit, 100,000 records vs 200 | | | {b:.3f} vs {a:.3f} ms | {b / a:.2f}x | |")
+    if "s3_raw_roundtrip" in r:
+        raw, sf = r["s3_raw_roundtrip"], r["s3_stashflow_roundtrip"]
+        print(f"| S3 (moto) 200 MiB round trip | raw s3fs {raw['seconds']:.2f} s, "
+              f"+{raw['rss_growth']:.2f}x RSS | | {sf['seconds']:.2f} s, +{sf['rss_growth']:.2f}x RSS "
+              f"| {sf['seconds'] / raw['seconds']:.2f}x raw | |")
 
 
 if __name__ == "__main__":
