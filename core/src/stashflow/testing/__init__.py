@@ -1,0 +1,77 @@
+"""The plugin authors' kit: pytest fixtures and conformance suites (a pytest plugin).
+
+Registered through the `pytest11` entry point, so any project with stashflow
+installed has these fixtures:
+
+- ``stashflow_home``: an empty, private STASHFLOW_HOME for the test; settings,
+  blocks, local results and the plugin registry start from scratch.
+- ``isolated_plugins``: a plugin manager with only the built-ins registered.
+- ``result_store``: a ResultStore on a temp directory.
+
+and these suites, which a plugin's tests subclass, supplying only fixtures:
+
+- ``StorageBackendTests``: fixture ``backend`` (a fresh, empty backend).
+- ``SerializerTests``: fixtures ``serializer`` and ``values`` (what it must round-trip).
+- ``CachePolicyTests``: fixtures ``policy`` and ``inputs`` (sample task inputs).
+
+See docs/guides/write-storage-backend.md and its siblings.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+# The suites' asserts are rewritten like a test module's, so failures show values.
+pytest.register_assert_rewrite(
+    "stashflow.testing._storage", "stashflow.testing._serializers",
+    "stashflow.testing._cache_policies",
+)
+
+from ._cache_policies import CachePolicyTests  # noqa: E402
+from ._serializers import SerializerTests  # noqa: E402
+from ._storage import StorageBackendTests  # noqa: E402
+
+__all__ = [
+    "CachePolicyTests", "SerializerTests", "StorageBackendTests",
+    "isolated_plugins", "result_store", "stashflow_home",
+]
+
+_SETTINGS_ENV = (
+    "STASHFLOW_PROFILE", "STASHFLOW_RESULTS_PERSIST_BY_DEFAULT",
+    "STASHFLOW_DEFAULT_RESULT_STORAGE_BLOCK", "STASHFLOW_RESULTS_DEFAULT_SERIALIZER",
+    "STASHFLOW_LOCAL_STORAGE_PATH", "STASHFLOW_TASKS_REFRESH_CACHE",
+    "STASHFLOW_RESULTS_SIGNING_KEY", "STASHFLOW_DISABLE_PLUGINS", "STASHFLOW_TRACE_PLUGINS",
+)
+
+
+def _forget_process_state() -> None:
+    from .. import plugins, settings
+
+    plugins.reset()
+    settings._profile_cache = None
+
+
+@pytest.fixture
+def stashflow_home(tmp_path, monkeypatch):
+    home = tmp_path / "stashflow-home"
+    home.mkdir()
+    monkeypatch.setenv("STASHFLOW_HOME", str(home))
+    for name in _SETTINGS_ENV:
+        monkeypatch.delenv(name, raising=False)
+    _forget_process_state()
+    yield home
+    _forget_process_state()
+
+
+@pytest.fixture
+def isolated_plugins():
+    from ..plugins import isolated_plugin_manager
+
+    return isolated_plugin_manager()
+
+
+@pytest.fixture
+def result_store(tmp_path, stashflow_home):
+    from ..results import ResultStore
+
+    return ResultStore(tmp_path / "results")

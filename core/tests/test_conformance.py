@@ -1,0 +1,253 @@
+"""Core's built-ins pass the plugin authors' kit: memory storage, the three
+serializers and the standard cache policies."""
+
+import dataclasses
+import datetime
+import decimal
+import enum
+import threading
+import uuid
+from pathlib import PurePosixPath
+
+import pytest
+from stashflow import cache_policies
+from stashflow.serializers._builtin import JSONSerializer, MsgpackSerializer, PickleSerializer
+from stashflow.storage.memory import MemoryStorage
+from stashflow.testing import CachePolicyTests, SerializerTests, StorageBackendTests
+
+JSON_VALUES = [
+    None, True, False, 0, -1, 2**62, 1.5, -0.25, "", "text", "\u00fcn\u00efc\u00f6d\u00e9 \u540d\u524d",
+    [], {}, [1, "two", None, [3.0]], {"nested": {"list": [1, 2, {"deep": True}]}, "n": 1},
+]
+
+
+class TestMemoryStorage(StorageBackendTests):
+    @pytest.fixture
+    def backend(self):
+        backend = MemoryStorage(name=f"conformance-{uuid.uuid4().hex}")
+        yield backend
+        backend.clear()
+
+
+class Colour(enum.Enum):
+    RED = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    x: int
+    y: int
+
+
+class TestPickleSerializer(SerializerTests):
+    @pytest.fixture
+    def serializer(self):
+        return PickleSerializer()
+
+    @pytest.fixture
+    def unsupported_values(self):
+        return [threading.Lock(), lambda: 1, [1, (x for x in ())]]
+
+    @pytest.fixture
+    def values(self):
+        return [*JSON_VALUES, b"\x00bytes", bytearray(b"ba"), (1, "tuple"), {1, 2}, frozenset("ab"),
+                {(1, 2): "tuple keys"}, datetime.datetime(2026, 11, 24, 10, 0, tzinfo=datetime.UTC),
+                decimal.Decimal("1.10"), uuid.UUID(int=7), PurePosixPath("a/b"), Colour.RED,
+                Point(1, 2), complex(1, 2), b"x" * (3 * 1024 * 1024)]
+
+
+class TestJSONSerializer(SerializerTests):
+    @pytest.fixture
+    def serializer(self):
+        return JSONSerializer()
+
+    @pytest.fixture
+    def unsupported_values(self):
+        return [{1, 2}, b"bytes", object(), {"nested": [datetime.date(2026, 1, 1)]}]
+
+    @pytest.fixture
+    def values(self):
+        return JSON_VALUES
+
+
+class TestMsgpackSerializer(SerializerTests):
+    @pytest.fixture
+    def serializer(self):
+        return MsgpackSerializer()
+
+    @pytest.fixture
+    def unsupported_values(self):
+        return [{1, 2}, object(), 2**64, [1, object()]]
+
+    @pytest.fixture
+    def values(self):
+        return [*JSON_VALUES, b"\x00bytes", {1: "int keys", 2: [b"raw"]}, -(2**63), 2**64 - 1]
+
+
+INPUTS = [
+    {},
+    {"x": 1},
+    {"x": 1.0},
+    {"x": "1"},
+    {"x": b"1"},
+    {"x": True},
+    {"x": None},
+    {"x": 1, "y": 2},
+    {"x": 2, "y": 1},
+    {"x": {"b", "a", "c"}},
+    {"x": frozenset({"a", "b"})},
+    {"x": {"k": [1, 2], "j": {"z", "y"}}},
+    {"x": (1, 2)},
+    {"x": [1, 2]},
+    {"x": Point(1, 2)},
+    {"x": Colour.RED},
+    {"x": datetime.date(2026, 11, 24)},
+    {"x": float("nan")},
+]
+
+
+class TestInputsPolicy(CachePolicyTests):
+    @pytest.fixture
+    def policy(self):
+        return cache_policies.INPUTS
+
+    @pytest.fixture
+    def inputs(self):
+        return INPUTS
+
+
+class TestInputsWithAnExclusion(CachePolicyTests):
+    @pytest.fixture
+    def policy(self):
+        return cache_policies.INPUTS - "verbose"
+
+    @pytest.fixture
+    def inputs(self):
+        return [{**i, "verbose": True} for i in INPUTS]
+
+
+class TestInputsAndTaskSource(CachePolicyTests):
+    @pytest.fixture
+    def policy(self):
+        return cache_policies.INPUTS + cache_policies.TASK_SOURCE
+
+    @pytest.fixture
+    def inputs(self):
+        return INPUTS
+
+
+class TestDefaultPolicy(CachePolicyTests):
+    @pytest.fixture
+    def policy(self):
+        return cache_policies.DEFAULT
+
+    @pytest.fixture
+    def inputs(self):
+        return INPUTS
+
+
+@pytest.mark.parametrize("name", ["task_source", "flow_parameters", "run_id", "no_cache"])
+class TestInputIndependentPolicies(CachePolicyTests):
+    keys_differ_by_input = False
+
+    @pytest.fixture
+    def policy(self, name):
+        return cache_policies.BUILTIN_POLICIES[name]
+
+    @pytest.fixture
+    def inputs(self):
+        return INPUTS[:4]
+
+
+def test_input_independent_policies_follow_what_they_hash():
+    from stashflow.testing._cache_policies import sample_context
+
+    a, b = sample_context("a" * 32), sample_context("b" * 32)
+    assert cache_policies.RUN_ID.compute_key(a, {}, None) != cache_policies.RUN_ID.compute_key(b, {}, None)
+    flow = cache_policies.FLOW_PARAMETERS
+    assert flow.compute_key(a, {}, {"day": 1}) != flow.compute_key(a, {}, {"day": 2})
+    assert cache_policies.NO_CACHE.compute_key(a, {"x": 1}, None) is None
+
+
+BROKEN = '''
+import io, threading, time
+import pytest
+from stashflow.storage.memory import MemoryStorage
+from stashflow.serializers._builtin import JSONSerializer
+from stashflow.cache_policies import CachePolicy
+from stashflow.testing import CachePolicyTests, SerializerTests, StorageBackendTests
+
+class Broken(MemoryStorage):
+    type_slug = "memory"
+
+    def create(self, key, data):  # check, then write: not atomic
+        if self.exists(key):
+            return False
+        time.sleep(0.05)
+        self.write(key, data)
+        return True
+
+    def write(self, key, data):  # in place, in two steps: a reader can see half
+        data = data if isinstance(data, (bytes, bytearray, memoryview)) else data.read()
+        self._space[key] = bytes(data[: len(data) // 2])
+        time.sleep(0.001)
+        self._space[key] = bytes(data)
+
+    def delete(self, key):
+        del self._space[key]  # KeyError when missing
+
+    def list(self, prefix=""):
+        return iter([k for k in list(self._space) if k.startswith(prefix)])
+
+class TestBroken(StorageBackendTests):
+    @pytest.fixture
+    def backend(self):
+        return Broken(name="broken")
+
+class Lossy(JSONSerializer):
+    def loads(self, data):
+        return None if not bytes(data) else super().loads(data)
+
+class TestLossy(SerializerTests):
+    @pytest.fixture
+    def serializer(self):
+        return Lossy()
+
+    @pytest.fixture
+    def values(self):
+        return [1.5, {"a": 1}]
+
+class HashPolicy(CachePolicy):  # hash() of a str changes with PYTHONHASHSEED
+    def compute_key(self, context, inputs, flow_parameters):
+        return format(hash(repr(sorted(inputs.items()))) & 0xFFFFFFFF, "x")
+
+class TestHashPolicy(CachePolicyTests):
+    @pytest.fixture
+    def policy(self):
+        return HashPolicy()
+
+    @pytest.fixture
+    def inputs(self):
+        return [{"x": "a"}, {"x": "b"}]
+'''
+
+
+def test_the_kit_fails_plugins_that_break_the_contract(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "test_broken.py").write_text(BROKEN)
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider",
+                          "-k", "create or partial or missing or reserved or corrupt or delete or hash_seeds",
+                          str(tmp_path / "test_broken.py")],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    failed = {line.split("::")[-1].split(" ")[0] for line in out.stdout.splitlines()
+              if line.startswith("FAILED")}
+    assert {
+        "test_racing_creates_have_exactly_one_winner",
+        "test_a_reader_never_sees_a_partial_object",
+        "test_deleting_a_missing_key_is_a_no_op",
+        "test_reserved_keys_are_listed_only_when_asked_for",
+        "test_corrupt_input_raises_an_exception",
+        "test_keys_are_stable_across_processes_and_hash_seeds",
+    } <= failed, out.stdout[-3000:]

@@ -1,0 +1,34 @@
+"""The compressed serializers pass the plugin authors' kit, with every stdlib codec."""
+
+import pytest
+from stashflow.testing import SerializerTests
+from stashflow_compressed import CompressedJSONSerializer, CompressedPickleSerializer
+
+JSON_VALUES = [None, True, 0, -7, 2**70, 1.25, "", "text \u540d\u524d", [], {},
+               [1, "two", None], {"nested": {"list": [1, 2, {"deep": True}]}}, ["spam"] * 5000]
+
+
+@pytest.mark.parametrize("codec", ["zlib", "bz2", "lzma"])
+class TestCompressedJSON(SerializerTests):
+    @pytest.fixture
+    def serializer(self, codec):
+        return CompressedJSONSerializer(codec=codec)
+
+    @pytest.fixture
+    def values(self):
+        return JSON_VALUES
+
+    @pytest.fixture
+    def unsupported_values(self):
+        return [{1, 2}, b"bytes", object()]
+
+
+@pytest.mark.parametrize("codec", ["zlib", "bz2", "lzma"])
+class TestCompressedPickle(SerializerTests):
+    @pytest.fixture
+    def serializer(self, codec):
+        return CompressedPickleSerializer(codec=codec)
+
+    @pytest.fixture
+    def values(self):
+        return [*JSON_VALUES, b"\x00bytes", (1, 2), {1, 2}, frozenset("ab"), b"x" * (2 * 1024 * 1024)]
