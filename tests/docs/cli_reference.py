@@ -26,7 +26,7 @@ def _commands(group: click.Group, ctx: click.Context):
 
 
 def _option_row(param: click.Parameter, ctx: click.Context) -> str | None:
-    if not isinstance(param, click.Option) or param.hidden or param.name == "help":
+    if not isinstance(param, click.Option) or param.hidden or "--help" in param.opts:
         return None  # every command has --help
     names, help_text = param.get_help_record(ctx) or ("", "")
     names = names.replace("|", "\\|")

@@ -18,9 +18,6 @@ from stashflow.results import ResultStore
 from stashflow.serializers import resolve_serializer
 from stashflow.storage.memory import MemoryStorage
 
-NOW = datetime.now(UTC)
-
-
 def write_aged(store: ResultStore, key: str, value, age: timedelta, expires_in=None) -> None:
     """A record created `age` ago (the header's clock is what gc goes by)."""
     created = datetime.now(UTC) - age
@@ -42,6 +39,7 @@ def store(tmp_path):
 
 
 def test_records_describe_each_record_from_its_header(store, tmp_path):
+    written_at = datetime.now(UTC)
     store.write("a/one", {"x": 1})
     store.write("a/two", "y" * 1000, expiration=timedelta(hours=1))
     store.write("b", [1, 2], expiration=-5)
@@ -51,7 +49,7 @@ def test_records_describe_each_record_from_its_header(store, tmp_path):
     one = found["a/one"]
     assert one.size == (tmp_path / "results" / "a" / "one").stat().st_size
     assert one.serializer == "json" and one.expiration is None and not one.is_expired()
-    assert abs((one.created - NOW).total_seconds()) < 60
+    assert abs((one.created - written_at).total_seconds()) < 60
     assert found["a/two"].expiration - found["a/two"].created == timedelta(hours=1)
     assert found["b"].is_expired()
     assert found["damaged"].metadata is None and "truncated header" in found["damaged"].problem

@@ -121,7 +121,7 @@ class AzureBlobStorageContainer(StorageBackend):
         if self._fs is None or self._fs_pid != os.getpid():
             from adlfs import AzureBlobFileSystem
 
-            options: dict[str, Any] = {}
+            options: dict[str, Any] = {"skip_instance_cache": True}  # a client per block
             if self.connection_string is not None:
                 options["connection_string"] = reveal(self.connection_string)
             if self.account_name:

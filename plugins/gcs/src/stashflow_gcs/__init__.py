@@ -114,9 +114,8 @@ class GcsBucket(StorageBackend):
             from gcsfs import GCSFileSystem
         endpoint = self.endpoint_url or emulator
         kwargs: dict[str, Any] = {"token": self._token(anonymous=bool(emulator)),
-                                  "use_listings_cache": False}
+                                  "use_listings_cache": False, "skip_instance_cache": True}
         if endpoint:
-            # Explicit, so that gcsfs's instance cache keys on it.
             kwargs["endpoint_url"] = (endpoint if "://" in endpoint else f"http://{endpoint}").rstrip("/")
         if self.project:
             kwargs["project"] = self.project

@@ -82,7 +82,9 @@ class S3Bucket(StorageBackend):
         if self._fs is None or self._fs_pid != os.getpid():
             import s3fs
 
-            options: dict[str, Any] = {}
+            # Each block keeps its own client: fsspec's instance cache would hand a block
+            # built from the environment a client made under another environment.
+            options: dict[str, Any] = {"skip_instance_cache": True}
             if self.endpoint_url:
                 options["endpoint_url"] = self.endpoint_url
             if self.aws_access_key_id is not None:
