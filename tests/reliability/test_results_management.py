@@ -18,6 +18,7 @@ from stashflow.results import ResultStore
 from stashflow.serializers import resolve_serializer
 from stashflow.storage.memory import MemoryStorage
 
+
 def write_aged(store: ResultStore, key: str, value, age: timedelta, expires_in=None) -> None:
     """A record created `age` ago (the header's clock is what gc goes by)."""
     created = datetime.now(UTC) - age
