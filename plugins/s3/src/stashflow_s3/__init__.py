@@ -30,7 +30,7 @@ PART_BYTES = 8 * MiB  # multipart part size (S3's minimum is 5 MiB); grown for h
 MAX_PARTS = 10_000  # S3's limit on parts per upload
 UPLOAD_THREADS = 4  # parts in flight at once (and in memory) during a multipart upload
 FIRST_READ_BYTES = 64 * 1024  # the first ranged GET of a reader: a record header and then some
-MAX_READ_BYTES = 8 * MiB  # read-ahead cap, and the largest single ranged GET
+MAX_READ_BYTES = 32 * MiB  # read-ahead cap, and the largest single ranged GET
 TEE_BYTES = 8 * MiB  # objects this big keep what a sequential read fetched on local disk
 
 
@@ -181,17 +181,22 @@ class S3Bucket(StorageBackend):
 
         try:
             sent: list[Future] = []
+            pending: set[Future] = set()
             with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="stashflow-s3") as pool:
                 for number, chunk in enumerate(_chain(first, second, parts), start=1):
                     if number > 1 and not len(chunk):
                         break
                     # At most UPLOAD_THREADS parts in memory; the first failure stops reading.
-                    while sum(not f.done() for f in sent) >= UPLOAD_THREADS:
-                        wait(sent, return_when=FIRST_COMPLETED)
-                    for f in sent:
-                        if f.done() and f.exception() is not None:
-                            raise f.exception()
-                    sent.append(pool.submit(send, number, bytes(chunk)))
+                    # (Wait on the pending parts only: waiting on all returns at once as
+                    # soon as any part has finished, and the loop would spin.)
+                    while len(pending) >= UPLOAD_THREADS:
+                        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        for f in finished:
+                            if f.exception() is not None:
+                                raise f.exception()
+                    future = pool.submit(send, number, bytes(chunk))
+                    sent.append(future)
+                    pending.add(future)
             done = [f.result() for f in sent]
             self._call(action, key, "complete_multipart_upload", Key=object_key,
                        UploadId=upload, MultipartUpload={"Parts": done}, **conditions)
