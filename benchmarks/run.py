@@ -24,10 +24,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def cell(name: str, root: Path, n: int, env: dict | None = None) -> dict:
+def cell(name: str, root: Path, n: int, env: dict | None = None,
+         python: str = sys.executable) -> dict:
     """Run one cell in a new Python process and return what it reported."""
-    out = subprocess.run([sys.executable, str(HERE / "cells.py"), name, str(root), str(n)],
-                         capture_output=True, text=True, env={**os.environ, **(env or {})})
+    out = subprocess.run([python, str(HERE / "cells.py"), name, str(root), str(n)],
+                         capture_output=True, text=True, env={**os.environ, **(env or {})},
+                         timeout=1800)
     if out.returncode != 0:
         raise RuntimeError(f"cell {name} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -38,14 +40,15 @@ def median(results: list[dict]) -> dict:
     return {k: statistics.median(r[k] for r in results) for k in keys}
 
 
-def pair(write: str, read: str | None, n: int, repeat: int, work: Path) -> tuple[dict, dict | None]:
+def pair(write: str, read: str | None, n: int, repeat: int, work: Path,
+         python: str = sys.executable) -> tuple[dict, dict | None]:
     """Run a write cell then (in another process) its read cell, `repeat` times."""
     writes, reads = [], []
     for i in range(repeat):
         root = work / f"{write}-{n}-{i}"
-        writes.append(cell(write, root, n))
+        writes.append(cell(write, root, n, python=python))
         if read:
-            reads.append(cell(read, root, n))
+            reads.append(cell(read, root, n, python=python))
         shutil.rmtree(root, ignore_errors=True)
     return median(writes), (median(reads) if reads else None)
 
@@ -56,6 +59,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="skip the 200 MiB and scaling cells")
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
     parser.add_argument("--no-s3", action="store_true", help="skip the S3 (moto server) row")
+    parser.add_argument("--prefect", metavar="VENV", type=Path,
+                        help="add Prefect, from a virtual environment at VENV (created with "
+                             "`pip install 'prefect>=3,<4'` if it does not exist)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="stashflow-bench-"))
     r: dict[str, dict] = {}
@@ -63,6 +69,12 @@ def main() -> None:
         for who in ("floor", "joblib", "stashflow"):
             r[f"{who}_write"], r[f"{who}_hit"] = pair(f"{who}_write", f"{who}_hit", 200,
                                                       args.repeat, work)
+        if args.prefect:
+            python = prefect_python(args.prefect)
+            r["prefect_write"], r["prefect_hit"] = pair("prefect_write", "prefect_hit", 200,
+                                                        args.repeat, work, python)
+            r["prefect_import"] = median([cell("import_time", work, 0, {"BENCH_MODULE": "prefect"},
+                                               python) for _ in range(args.repeat)])
         for module in ("joblib", "stashflow"):
             r[f"{module}_import"] = median([cell("import_time", work, 0, {"BENCH_MODULE": module})
                                             for _ in range(args.repeat)])
@@ -92,6 +104,15 @@ def main() -> None:
         args.json.write_text(json.dumps(r, indent=2))
 
 
+def prefect_python(venv: Path) -> str:
+    """The interpreter of Prefect's own virtual environment, made on first use."""
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "prefect>=3,<4"], check=True)
+    return str(python)
+
+
 def print_table(r: dict, args) -> None:
     def ms(x):
         return f"{x['per_op_ms']:.3f} ms"
@@ -105,6 +126,10 @@ def print_table(r: dict, args) -> None:
         f, j, s = r[f"floor_{key}"], r[f"joblib_{key}"], r[f"stashflow_{key}"]
         print(f"| {label} | {ms(f)} | {ms(j)} | {ms(s)} | {s['per_op_ms'] / f['per_op_ms']:.2f}x "
               f"| {s['per_op_ms'] / j['per_op_ms']:.2f}x |")
+        if f"prefect_{key}" in r:
+            p = r[f"prefect_{key}"]
+            print(f"| {label}, Prefect | | | {ms(p)} | {p['per_op_ms'] / f['per_op_ms']:.2f}x | "
+                  f"(stashflow is {p['per_op_ms'] / s['per_op_ms']:.1f}x faster) |")
     if "floor_big_write" in r:
         for label, key in (("200 MiB persist", "big_write"), ("200 MiB load", "big_read")):
             f, j, s = r[f"floor_{key}"], r[f"joblib_{key}"], r[f"stashflow_{key}"]
@@ -117,6 +142,8 @@ def print_table(r: dict, args) -> None:
         print(f"| bytes on disk / payload | {f:.4f} | {j:.4f} | {s:.6f} | | |")
     ji, si = r["joblib_import"]["seconds"], r["stashflow_import"]["seconds"]
     print(f"| import | - | {ji:.3f} s | {si:.3f} s | | {si / ji:.2f}x |")
+    if "prefect_import" in r:
+        print(f"| import, Prefect | | | {r['prefect_import']['seconds']:.3f} s | | |")
     if "stashflow_write_2000" in r:
         base = r["stashflow_write"]["per_op_ms"]
         for n in (2000, 20000):
