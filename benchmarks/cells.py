@@ -255,48 +255,6 @@ def stashflow_store_fill(root: str, n: int) -> None:
     report(seconds=dt, per_op_ms=dt / n * 1e3)
 
 
-# -- Prefect (only with run.py --prefect: these cells run in Prefect's own venv) ---------------
-
-def _prefect_env(root: str) -> None:
-    os.environ["PREFECT_HOME"] = os.path.join(root, "home")
-    os.environ["PREFECT_LOCAL_STORAGE_PATH"] = os.path.join(root, "storage")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
-
-
-def _prefect_task():
-    from prefect import task
-    from prefect.cache_policies import INPUTS, TASK_SOURCE
-
-    @task(cache_policy=INPUTS + TASK_SOURCE, persist_result=True)
-    def make(i: int) -> dict:
-        return small(i)
-
-    return make
-
-
-def prefect_write(root: str, n: int) -> None:
-    _prefect_env(root)
-    make = _prefect_task()
-    make(-1)
-    t = time.perf_counter()
-    for i in range(n):
-        make(i)
-    dt = time.perf_counter() - t
-    report(seconds=dt, per_op_ms=dt / n * 1e3, disk=disk_bytes(os.path.join(root, "storage")))
-
-
-def prefect_hit(root: str, n: int) -> None:
-    _prefect_env(root)
-    make = _prefect_task()
-    make(-1)
-    r0 = rchar()
-    t = time.perf_counter()
-    for i in range(n):
-        make(i)
-    dt = time.perf_counter() - t
-    report(seconds=dt, per_op_ms=dt / n * 1e3, bytes_read=rchar() - r0)
-
-
 # -- S3 (a moto server started by run.py; endpoint in BENCH_S3_ENDPOINT) -------------------
 
 def _s3fs():

@@ -59,9 +59,6 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="skip the 200 MiB and scaling cells")
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
     parser.add_argument("--no-s3", action="store_true", help="skip the S3 (moto server) row")
-    parser.add_argument("--prefect", metavar="VENV", type=Path,
-                        help="add Prefect, from a virtual environment at VENV (created with "
-                             "`pip install 'prefect>=3,<4'` if it does not exist)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="stashflow-bench-"))
     r: dict[str, dict] = {}
@@ -69,12 +66,6 @@ def main() -> None:
         for who in ("floor", "joblib", "stashflow"):
             r[f"{who}_write"], r[f"{who}_hit"] = pair(f"{who}_write", f"{who}_hit", 200,
                                                       args.repeat, work)
-        if args.prefect:
-            python = prefect_python(args.prefect)
-            r["prefect_write"], r["prefect_hit"] = pair("prefect_write", "prefect_hit", 200,
-                                                        args.repeat, work, python)
-            r["prefect_import"] = median([cell("import_time", work, 0, {"BENCH_MODULE": "prefect"},
-                                               python) for _ in range(args.repeat)])
         for module in ("joblib", "stashflow"):
             r[f"{module}_import"] = median([cell("import_time", work, 0, {"BENCH_MODULE": module})
                                             for _ in range(args.repeat)])
@@ -104,15 +95,6 @@ def main() -> None:
         args.json.write_text(json.dumps(r, indent=2))
 
 
-def prefect_python(venv: Path) -> str:
-    """The interpreter of Prefect's own virtual environment, made on first use."""
-    python = venv / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "prefect>=3,<4"], check=True)
-    return str(python)
-
-
 def print_table(r: dict, args) -> None:
     def ms(x):
         return f"{x['per_op_ms']:.3f} ms"
@@ -126,10 +108,6 @@ def print_table(r: dict, args) -> None:
         f, j, s = r[f"floor_{key}"], r[f"joblib_{key}"], r[f"stashflow_{key}"]
         print(f"| {label} | {ms(f)} | {ms(j)} | {ms(s)} | {s['per_op_ms'] / f['per_op_ms']:.2f}x "
               f"| {s['per_op_ms'] / j['per_op_ms']:.2f}x |")
-        if f"prefect_{key}" in r:
-            p = r[f"prefect_{key}"]
-            print(f"| {label}, Prefect | | | {ms(p)} | {p['per_op_ms'] / f['per_op_ms']:.2f}x | "
-                  f"(stashflow is {p['per_op_ms'] / s['per_op_ms']:.1f}x faster) |")
     if "floor_big_write" in r:
         for label, key in (("200 MiB persist", "big_write"), ("200 MiB load", "big_read")):
             f, j, s = r[f"floor_{key}"], r[f"joblib_{key}"], r[f"stashflow_{key}"]
@@ -142,8 +120,6 @@ def print_table(r: dict, args) -> None:
         print(f"| bytes on disk / payload | {f:.4f} | {j:.4f} | {s:.6f} | | |")
     ji, si = r["joblib_import"]["seconds"], r["stashflow_import"]["seconds"]
     print(f"| import | - | {ji:.3f} s | {si:.3f} s | | {si / ji:.2f}x |")
-    if "prefect_import" in r:
-        print(f"| import, Prefect | | | {r['prefect_import']['seconds']:.3f} s | | |")
     if "stashflow_write_2000" in r:
         base = r["stashflow_write"]["per_op_ms"]
         for n in (2000, 20000):
