@@ -24,10 +24,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def cell(name: str, root: Path, n: int, env: dict | None = None,
-         python: str = sys.executable) -> dict:
+def cell(name: str, root: Path, n: int, env: dict | None = None) -> dict:
     """Run one cell in a new Python process and return what it reported."""
-    out = subprocess.run([python, str(HERE / "cells.py"), name, str(root), str(n)],
+    out = subprocess.run([sys.executable, str(HERE / "cells.py"), name, str(root), str(n)],
                          capture_output=True, text=True, env={**os.environ, **(env or {})},
                          timeout=1800)
     if out.returncode != 0:
@@ -40,15 +39,14 @@ def median(results: list[dict]) -> dict:
     return {k: statistics.median(r[k] for r in results) for k in keys}
 
 
-def pair(write: str, read: str | None, n: int, repeat: int, work: Path,
-         python: str = sys.executable) -> tuple[dict, dict | None]:
+def pair(write: str, read: str | None, n: int, repeat: int, work: Path) -> tuple[dict, dict | None]:
     """Run a write cell then (in another process) its read cell, `repeat` times."""
     writes, reads = [], []
     for i in range(repeat):
         root = work / f"{write}-{n}-{i}"
-        writes.append(cell(write, root, n, python=python))
+        writes.append(cell(write, root, n))
         if read:
-            reads.append(cell(read, root, n, python=python))
+            reads.append(cell(read, root, n))
         shutil.rmtree(root, ignore_errors=True)
     return median(writes), (median(reads) if reads else None)
 
