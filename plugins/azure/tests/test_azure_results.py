@@ -144,5 +144,7 @@ def test_200_mib_round_trip_streams_in_bounded_memory(backend, stashflow_home):
           f"MiB; read {r['seconds']:.1f} s, peak RSS growth {r['growth'] / MiB:.0f} MiB "
           "(the value itself is 200 MiB)")
     assert r["size"] == size and r["digest"] == w["digest"]
-    assert w["growth"] < 0.5 * size, w  # the payload is already in memory: streamed out
+    # The contract (issue 4): no more than about one extra copy. Alone this measures
+    # ~0.2x; under a full parallel-heavy suite it has reached 0.72x (allocator arenas).
+    assert w["growth"] < 1.0 * size, w  # the payload is already in memory: streamed out
     assert r["growth"] < 2 * size, r  # the value, plus at most about one extra copy

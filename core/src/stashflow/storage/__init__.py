@@ -110,6 +110,14 @@ class Spool(tempfile.SpooledTemporaryFile):
         return super().write(data)
 
 
+def clean_folder(folder: str | None, field: str = "folder") -> str:
+    """A bucket/container folder prefix without outer slashes; refuses '', '.', '..' segments."""
+    folder = (folder or "").strip("/")
+    if folder and any(part in ("", ".", "..") for part in folder.split("/")):
+        raise ValueError(f"{field} {folder!r} has an empty, '.' or '..' segment")
+    return folder
+
+
 def copy_into(data: BytesOrFile, file: IO[bytes]) -> None:
     if isinstance(data, (bytes, bytearray, memoryview)):
         file.write(data)
@@ -261,4 +269,4 @@ def resolve_storage(spec: Any, registry=None) -> StorageBackend:
     )
 
 
-__all__ = ["FsspecStorageBackend", "StorageBackend", "default_storage", "resolve_storage"]
+__all__ = ["FsspecStorageBackend", "StorageBackend", "clean_folder", "default_storage", "resolve_storage"]

@@ -24,20 +24,13 @@ from stashflow import hookimpl
 from stashflow.blocks import SecretStr, reveal
 from stashflow.exceptions import StorageError
 from stashflow.keys import RESERVED_PREFIX, validate_storage_key
-from stashflow.storage import BytesOrFile, StorageBackend
+from stashflow.storage import BytesOrFile, StorageBackend, clean_folder
 from stashflow.storage.ranged import open_ranged
 
 PART_BYTES = 8 * 1024 * 1024  # one Put Blob up to this; staged blocks of this size beyond
 COMMIT_ATTEMPTS = 3  # a concurrent commit of the same blob discards our staged blocks: redo
 _EXISTS = ("BlobAlreadyExists", "ConditionNotMet")
 _FOLDER_FLAGS = ("hdi_isfolder", "is_directory")  # directory entries (ADLS Gen2, adlfs)
-
-
-def _clean_folder(folder: str | None) -> str:
-    folder = (folder or "").strip("/")
-    if folder and any(part in ("", ".", "..") for part in folder.split("/")):
-        raise ValueError(f"blob_folder {folder!r} has an empty, '.' or '..' segment")
-    return folder
 
 
 def _code(exc: BaseException) -> str | None:
@@ -88,7 +81,7 @@ class AzureBlobStorageContainer(StorageBackend):
         name = self.container_name
         if not isinstance(name, str) or not name or "/" in name:
             raise ValueError(f"container_name must be a container's name, not {name!r}")
-        self.blob_folder = _clean_folder(self.blob_folder)
+        self.blob_folder = clean_folder(self.blob_folder, "blob_folder")
         self._prefix = f"{self.blob_folder}/" if self.blob_folder else ""
         self._fs = None
         self._fs_pid = 0

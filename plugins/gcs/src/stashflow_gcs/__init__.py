@@ -24,7 +24,7 @@ from stashflow import hookimpl
 from stashflow.blocks import SecretStr, reveal
 from stashflow.exceptions import StorageError
 from stashflow.keys import RESERVED_PREFIX, validate_storage_key
-from stashflow.storage import BytesOrFile, StorageBackend
+from stashflow.storage import BytesOrFile, StorageBackend, clean_folder
 from stashflow.storage.ranged import open_ranged
 
 PART_BYTES = 8 * 1024 * 1024  # resumable upload part; a multiple of GCS's 256 KiB unit
@@ -36,13 +36,6 @@ _honours_preconditions: dict[str, bool] = {}  # endpoint -> does it check ifGene
 def _emulator_host() -> str | None:
     host = os.environ.get("STORAGE_EMULATOR_HOST", "")
     return host if host not in ("", "default") else None
-
-
-def _clean_folder(folder: str | None) -> str:
-    folder = (folder or "").strip("/")
-    if folder and any(part in ("", ".", "..") for part in folder.split("/")):
-        raise ValueError(f"bucket_folder {folder!r} has an empty, '.' or '..' segment")
-    return folder
 
 
 def _read_part(data: IO[bytes]) -> bytes:
@@ -78,7 +71,7 @@ class GcsBucket(StorageBackend):
         super().__init__(**values)
         if not isinstance(self.bucket, str) or not self.bucket or "/" in self.bucket:
             raise ValueError(f"bucket must be a bucket name, not {self.bucket!r}")
-        self.bucket_folder = _clean_folder(self.bucket_folder)
+        self.bucket_folder = clean_folder(self.bucket_folder, "bucket_folder")
         self._root = f"{self.bucket}/{self.bucket_folder}/" if self.bucket_folder else f"{self.bucket}/"
         self._fs = None
         self._fs_pid = 0

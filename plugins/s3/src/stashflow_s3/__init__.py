@@ -23,7 +23,7 @@ from stashflow import hookimpl
 from stashflow.blocks import SecretStr, reveal
 from stashflow.exceptions import StorageError, StorageNotFound
 from stashflow.keys import RESERVED_PREFIX, validate_storage_key
-from stashflow.storage import SPOOL_BYTES, BytesOrFile, Spool, StorageBackend
+from stashflow.storage import SPOOL_BYTES, BytesOrFile, Spool, StorageBackend, clean_folder
 
 MiB = 1024 * 1024
 PART_BYTES = 8 * MiB  # multipart part size (S3's minimum is 5 MiB); grown for huge objects
@@ -56,7 +56,7 @@ class S3Bucket(StorageBackend):
         super().__init__(**values)
         if not isinstance(self.bucket_name, str) or not self.bucket_name or "/" in self.bucket_name:
             raise ValueError(f"invalid S3 bucket name {self.bucket_name!r}")
-        self.bucket_folder = (self.bucket_folder or "").strip("/")
+        self.bucket_folder = clean_folder(self.bucket_folder, "bucket_folder")
         self._prefix = f"{self.bucket_folder}/" if self.bucket_folder else ""
         self._fs = None
         self._fs_pid = 0
