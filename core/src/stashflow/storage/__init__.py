@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -71,6 +72,29 @@ class StorageBackend(Block):
         """Store `data` only if `key` is absent; True when this call created it."""
         raise NotImplementedError
 
+    # -- the client ------------------------------------------------------------------
+
+    _fs: Any = None  # connect()'s client and the process that made it; never pickled
+    _fs_pid = 0
+
+    def connect(self) -> Any:
+        """Build this backend's client (an fsspec file system, an SDK client...)."""
+        raise NotImplementedError(f"{type(self).__name__} has no client to connect")
+
+    def filesystem(self) -> Any:
+        """The client from `connect()`, made on first use and again in a forked child."""
+        if self._fs is None or self._fs_pid != os.getpid():
+            self._fs, self._fs_pid = self.connect(), os.getpid()
+        return self._fs
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Clients hold sockets and event-loop threads: the other side connects anew
+        # (process pools, Dask workers).
+        state = dict(self.__dict__)
+        state.pop("_fs", None)
+        state.pop("_fs_pid", None)
+        return state
+
     # -- derived ----------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -126,14 +150,11 @@ def copy_into(data: BytesOrFile, file: IO[bytes]) -> None:
 
 
 class FsspecStorageBackend(StorageBackend):
-    """A backend over any fsspec file system: subclasses provide `filesystem()` and `root()`.
+    """A backend over any fsspec file system: subclasses provide `connect()` and `root()`.
 
     `create` here checks then writes, which is not atomic; cloud plugins override
     it with their service's conditional write.
     """
-
-    def filesystem(self):  # pragma: no cover - abstract
-        raise NotImplementedError
 
     def root(self) -> str:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from typing import IO, Any
@@ -83,14 +82,6 @@ class AzureBlobStorageContainer(StorageBackend):
             raise ValueError(f"container_name must be a container's name, not {name!r}")
         self.blob_folder = clean_folder(self.blob_folder, "blob_folder")
         self._prefix = f"{self.blob_folder}/" if self.blob_folder else ""
-        self._fs = None
-        self._fs_pid = 0
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        # A client holds sessions and an event-loop thread: rebuilt on first use.
-        state["_fs"], state["_fs_pid"] = None, 0
-        return state
 
     @classmethod
     def from_url(cls, url: str) -> AzureBlobStorageContainer:
@@ -109,28 +100,27 @@ class AzureBlobStorageContainer(StorageBackend):
 
     # -- the client ---------------------------------------------------------------------
 
-    def filesystem(self):
-        """The adlfs file system (made on first use, once per process)."""
-        if self._fs is None or self._fs_pid != os.getpid():
-            from adlfs import AzureBlobFileSystem
+    def connect(self):
+        """The adlfs file system (StorageBackend.filesystem() caches it)."""
+        from adlfs import AzureBlobFileSystem
 
-            options: dict[str, Any] = {"skip_instance_cache": True}  # a client per block
-            if self.connection_string is not None:
-                options["connection_string"] = reveal(self.connection_string)
-            if self.account_name:
-                options["account_name"] = self.account_name
-            if self.account_key is not None:
-                options["account_key"] = reveal(self.account_key)
-            try:
-                fs = AzureBlobFileSystem(**options)
-            except ValueError as exc:
-                raise StorageError(
-                    f"azure-blob-storage: cannot connect to container {self.container_name!r}: "
-                    f"{exc}. Set connection_string, or account_name (with account_key, or "
-                    "nothing for the default credential chain), or AZURE_STORAGE_CONNECTION_STRING"
-                ) from None
-            self._fs, self._fs_pid = fs, os.getpid()
-        return self._fs
+        options: dict[str, Any] = {"skip_instance_cache": True}  # a client per block
+        if self.connection_string is not None:
+            options["connection_string"] = reveal(self.connection_string)
+        if self.account_name:
+            options["account_name"] = self.account_name
+        if self.account_key is not None:
+            options["account_key"] = reveal(self.account_key)
+        try:
+            fs = AzureBlobFileSystem(**options)
+        except ValueError as exc:
+            raise StorageError(
+                f"azure-blob-storage: cannot connect to container {self.container_name!r}: "
+                f"{exc}. Set connection_string, or account_name (with account_key, or "
+                "nothing for the default credential chain), or AZURE_STORAGE_CONNECTION_STRING"
+            ) from None
+        return fs
+
 
     def _blob_name(self, key: str) -> str:
         return self._prefix + validate_storage_key(key)

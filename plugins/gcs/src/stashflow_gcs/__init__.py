@@ -73,14 +73,6 @@ class GcsBucket(StorageBackend):
             raise ValueError(f"bucket must be a bucket name, not {self.bucket!r}")
         self.bucket_folder = clean_folder(self.bucket_folder, "bucket_folder")
         self._root = f"{self.bucket}/{self.bucket_folder}/" if self.bucket_folder else f"{self.bucket}/"
-        self._fs = None
-        self._fs_pid = 0
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        # A client holds sessions and an event-loop thread: rebuilt on first use.
-        state["_fs"], state["_fs_pid"] = None, 0
-        return state
 
     @classmethod
     def from_url(cls, url: str) -> GcsBucket:
@@ -91,13 +83,7 @@ class GcsBucket(StorageBackend):
 
     # -- the client ---------------------------------------------------------------------
 
-    def filesystem(self):
-        """The gcsfs file system (made on first use, once per process)."""
-        if self._fs is None or self._fs_pid != os.getpid():
-            self._fs, self._fs_pid = self._connect(), os.getpid()
-        return self._fs
-
-    def _connect(self):
+    def connect(self):
         emulator = _emulator_host()
         if self.endpoint_url or emulator:
             # The plain JSON-API client: gcsfs's default class first asks a gRPC

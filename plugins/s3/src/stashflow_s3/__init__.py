@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -58,8 +57,6 @@ class S3Bucket(StorageBackend):
             raise ValueError(f"invalid S3 bucket name {self.bucket_name!r}")
         self.bucket_folder = clean_folder(self.bucket_folder, "bucket_folder")
         self._prefix = f"{self.bucket_folder}/" if self.bucket_folder else ""
-        self._fs = None
-        self._fs_pid = 0
 
     @classmethod
     def from_url(cls, url: str) -> S3Bucket:
@@ -70,31 +67,24 @@ class S3Bucket(StorageBackend):
             raise StorageNotFound(f"invalid S3 URL {url!r}: expected s3://bucket[/folder]")
         return cls(bucket_name=bucket, bucket_folder=folder)
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_fs"], state["_fs_pid"] = None, 0
-        return state
-
     # -- plumbing ---------------------------------------------------------------------
 
-    def filesystem(self):
-        """The s3fs file system for this block (built on first use, once per process)."""
-        if self._fs is None or self._fs_pid != os.getpid():
-            import s3fs
+    def connect(self):
+        """The s3fs file system for this block (StorageBackend.filesystem() caches it)."""
+        import s3fs
 
-            # Each block keeps its own client: fsspec's instance cache would hand a block
-            # built from the environment a client made under another environment.
-            options: dict[str, Any] = {"skip_instance_cache": True}
-            if self.endpoint_url:
-                options["endpoint_url"] = self.endpoint_url
-            if self.aws_access_key_id is not None:
-                options["key"] = reveal(self.aws_access_key_id)
-            if self.aws_secret_access_key is not None:
-                options["secret"] = reveal(self.aws_secret_access_key)
-            if self.region_name:
-                options["client_kwargs"] = {"region_name": self.region_name}
-            self._fs, self._fs_pid = s3fs.S3FileSystem(**options), os.getpid()
-        return self._fs
+        # Each block keeps its own client: fsspec's instance cache would hand a block
+        # built from the environment a client made under another environment.
+        options: dict[str, Any] = {"skip_instance_cache": True}
+        if self.endpoint_url:
+            options["endpoint_url"] = self.endpoint_url
+        if self.aws_access_key_id is not None:
+            options["key"] = reveal(self.aws_access_key_id)
+        if self.aws_secret_access_key is not None:
+            options["secret"] = reveal(self.aws_secret_access_key)
+        if self.region_name:
+            options["client_kwargs"] = {"region_name": self.region_name}
+        return s3fs.S3FileSystem(**options)
 
     def _object_key(self, key: str) -> str:
         return self._prefix + validate_storage_key(key)
