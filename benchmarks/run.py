@@ -24,9 +24,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def cell(name: str, root: Path, n: int, env: dict | None = None) -> dict:
+def cell(name: str, root: Path, n: int, env: dict | None = None, python: str | None = None) -> dict:
     """Run one cell in a new Python process and return what it reported."""
-    out = subprocess.run([sys.executable, str(HERE / "cells.py"), name, str(root), str(n)],
+    out = subprocess.run([python or sys.executable, str(HERE / "cells.py"), name, str(root), str(n)],
                          capture_output=True, text=True, env={**os.environ, **(env or {})},
                          timeout=1800)
     if out.returncode != 0:
@@ -39,14 +39,15 @@ def median(results: list[dict]) -> dict:
     return {k: statistics.median(r[k] for r in results) for k in keys}
 
 
-def pair(write: str, read: str | None, n: int, repeat: int, work: Path) -> tuple[dict, dict | None]:
+def pair(write: str, read: str | None, n: int, repeat: int, work: Path,
+         python: str | None = None) -> tuple[dict, dict | None]:
     """Run a write cell then (in another process) its read cell, `repeat` times."""
     writes, reads = [], []
     for i in range(repeat):
         root = work / f"{write}-{n}-{i}"
-        writes.append(cell(write, root, n))
+        writes.append(cell(write, root, n, python=python))
         if read:
-            reads.append(cell(read, root, n))
+            reads.append(cell(read, root, n, python=python))
         shutil.rmtree(root, ignore_errors=True)
     return median(writes), (median(reads) if reads else None)
 
@@ -57,20 +58,29 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="skip the 200 MiB and scaling cells")
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
     parser.add_argument("--no-s3", action="store_true", help="skip the S3 (moto server) row")
+    parser.add_argument("--prefect", metavar="VENV", type=Path,
+                        help="add a Prefect column, run from the virtual environment VENV (made "
+                             "from prefect-requirements.txt if it does not exist)")
     args = parser.parse_args()
+    prefect = prefect_python(args.prefect) if args.prefect else None
     work = Path(tempfile.mkdtemp(prefix="stashflow-bench-"))
     r: dict[str, dict] = {}
     try:
         for who in ("floor", "joblib", "stashflow"):
             r[f"{who}_write"], r[f"{who}_hit"] = pair(f"{who}_write", f"{who}_hit", 200,
                                                       args.repeat, work)
-        for module in ("joblib", "stashflow"):
-            r[f"{module}_import"] = median([cell("import_time", work, 0, {"BENCH_MODULE": module})
-                                            for _ in range(args.repeat)])
+        if prefect:
+            r["prefect_write"], r["prefect_hit"] = pair("prefect_write", "prefect_hit", 200,
+                                                        args.repeat, work, prefect)
+        for module in ("joblib", "stashflow") + (("prefect",) if prefect else ()):
+            python = prefect if module == "prefect" else None
+            r[f"{module}_import"] = median([cell("import_time", work, 0, {"BENCH_MODULE": module},
+                                                 python) for _ in range(args.repeat)])
         if not args.quick:
-            for who in ("floor", "joblib", "stashflow"):
+            for who in ("floor", "joblib", "stashflow") + (("prefect",) if prefect else ()):
                 r[f"{who}_big_write"], r[f"{who}_big_read"] = pair(
-                    f"{who}_big_write", f"{who}_big_read", 1, args.repeat, work)
+                    f"{who}_big_write", f"{who}_big_read", 1, args.repeat, work,
+                    prefect if who == "prefect" else None)
             for n in (2000, 20000):
                 r[f"stashflow_write_{n}"], _ = pair("stashflow_write", None, n, 1, work)
             for n in (200, 100_000):
@@ -93,43 +103,64 @@ def main() -> None:
         args.json.write_text(json.dumps(r, indent=2))
 
 
+def prefect_python(venv: Path) -> str:
+    """The interpreter of Prefect's own virtual environment, made on first use."""
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "-r",
+                        str(HERE / "prefect-requirements.txt")], check=True)
+    return str(python)
+
+
 def print_table(r: dict, args) -> None:
+    """Markdown table; the Prefect column and its ratio appear only with --prefect."""
+    peers = ["floor", "joblib"] + (["prefect"] if "prefect_write" in r else [])
+    names = {"floor": "floor", "joblib": "joblib.Memory", "prefect": "Prefect"}
+
+    def row(label: str, key: str, fmt, measure: str | None) -> None:
+        got = [r.get(f"{who}_{key}") for who in [*peers, "stashflow"]]
+        cells = [fmt(x) if x else "-" for x in got]
+        s = got[-1]
+        ratios = [f"{s[measure] / x[measure]:.2f}x" if (measure and x and x[measure]) else ""
+                  for x in got[:-1]]
+        print(f"| {label} | {' | '.join(cells)} | {' | '.join(ratios)} |")
+
     def ms(x):
         return f"{x['per_op_ms']:.3f} ms"
+
+    def big(x):
+        return f"{x['seconds']:.2f} s, +{x['rss_growth']:.2f}x RSS"
 
     print(f"stashflow benchmarks, {datetime.now(UTC):%Y-%m-%d}, {platform.machine()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}, median of {args.repeat} "
           "fresh processes")
-    print("| per operation | floor | joblib.Memory | stashflow | /floor | /joblib |")
-    print("|---|---|---|---|---|---|")
-    for label, key in (("persisted small task", "write"), ("cache hit (new process)", "hit")):
-        f, j, s = r[f"floor_{key}"], r[f"joblib_{key}"], r[f"stashflow_{key}"]
-        print(f"| {label} | {ms(f)} | {ms(j)} | {ms(s)} | {s['per_op_ms'] / f['per_op_ms']:.2f}x "
-              f"| {s['per_op_ms'] / j['per_op_ms']:.2f}x |")
+    print(f"| per operation | {' | '.join(names[p] for p in peers)} | stashflow | "
+          f"{' | '.join('/' + p for p in peers)} |")
+    print("|---" * (2 * len(peers) + 2) + "|")
+    row("persisted small task", "write", ms, "per_op_ms")
+    row("cache hit (new process)", "hit", ms, "per_op_ms")
     if "floor_big_write" in r:
-        for label, key in (("200 MiB persist", "big_write"), ("200 MiB load", "big_read")):
-            f, j, s = r[f"floor_{key}"], r[f"joblib_{key}"], r[f"stashflow_{key}"]
-            cells = [f"{x['seconds']:.2f} s, +{x['rss_growth']:.2f}x RSS" for x in (f, j, s)]
-            print(f"| {label} | {' | '.join(cells)} | {s['seconds'] / f['seconds']:.2f}x "
-                  f"| {s['seconds'] / j['seconds']:.2f}x |")
-        f, j, s = (r[f"{w}_big_read"]["bytes_read"] for w in ("floor", "joblib", "stashflow"))
-        print(f"| bytes read on a 200 MiB hit / payload | {f:.3f} | {j:.3f} | {s:.3f} | | |")
-        f, j, s = (r[f"{w}_big_write"]["disk"] for w in ("floor", "joblib", "stashflow"))
-        print(f"| bytes on disk / payload | {f:.4f} | {j:.4f} | {s:.6f} | | |")
-    ji, si = r["joblib_import"]["seconds"], r["stashflow_import"]["seconds"]
-    print(f"| import | - | {ji:.3f} s | {si:.3f} s | | {si / ji:.2f}x |")
+        row("200 MiB persist", "big_write", big, "seconds")
+        row("200 MiB load", "big_read", big, "seconds")
+        row("bytes read on a 200 MiB hit / payload", "big_read",
+            lambda x: f"{x['bytes_read']:.3f}", None)
+        row("bytes on disk / payload", "big_write", lambda x: f"{x['disk']:.6f}", None)
+    row("import", "import", lambda x: f"{x['seconds']:.3f} s", "seconds")
+    pad = " |" * (len(peers) - 1)
     if "stashflow_write_2000" in r:
         base = r["stashflow_write"]["per_op_ms"]
         for n in (2000, 20000):
             x = r[f"stashflow_write_{n}"]["per_op_ms"]
-            print(f"| persisted task, {n} tasks | | | {x:.3f} ms | {x / base:.2f}x of 200 | |")
+            print(f"| persisted task, {n} tasks |{' |' * len(peers)} {x:.3f} ms | "
+                  f"{x / base:.2f}x of 200 |{pad}")
         a, b = r["store_hit_200"]["per_op_ms"], r["store_hit_100000"]["per_op_ms"]
-        print(f"| store hit, 100,000 records vs 200 | | | {b:.3f} vs {a:.3f} ms | {b / a:.2f}x | |")
+        print(f"| store hit, 100,000 records vs 200 |{' |' * len(peers)} {b:.3f} vs {a:.3f} ms | "
+              f"{b / a:.2f}x |{pad}")
     if "s3_raw_roundtrip" in r:
         raw, sf = r["s3_raw_roundtrip"], r["s3_stashflow_roundtrip"]
-        print(f"| S3 (moto) 200 MiB round trip | raw s3fs {raw['seconds']:.2f} s, "
-              f"+{raw['rss_growth']:.2f}x RSS | | {sf['seconds']:.2f} s, +{sf['rss_growth']:.2f}x RSS "
-              f"| {sf['seconds'] / raw['seconds']:.2f}x raw | |")
+        print(f"| S3 (moto) 200 MiB round trip | raw s3fs {big(raw)} |{' |' * (len(peers) - 1)} "
+              f"{big(sf)} | {sf['seconds'] / raw['seconds']:.2f}x raw |{pad}")
 
 
 if __name__ == "__main__":
