@@ -52,6 +52,25 @@ def pair(write: str, read: str | None, n: int, repeat: int, work: Path,
     return median(writes), (median(reads) if reads else None)
 
 
+def rounds(who: list[str], write: str, read: str, n: int, repeat: int, work: Path,
+           pythons: dict[str, str]) -> dict[str, dict]:
+    """`pair` for several participants, interleaved: round i runs each one's write and read.
+
+    The disk's speed drifts over a run (the floor's small writes have measured anywhere
+    from 0.03 to 0.16 ms here); interleaving puts every participant under the same drift,
+    so the ratios compare like with like.
+    """
+    got: dict[str, list[tuple[dict, dict | None]]] = {w: [] for w in who}
+    for _ in range(repeat):
+        for w in who:
+            got[w].append(pair(f"{w}_{write}", f"{w}_{read}", n, 1, work, pythons.get(w)))
+    out = {}
+    for w in who:
+        out[f"{w}_{write}"] = median([x[0] for x in got[w]])
+        out[f"{w}_{read}"] = median([x[1] for x in got[w]])
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -66,21 +85,14 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="stashflow-bench-"))
     r: dict[str, dict] = {}
     try:
-        for who in ("floor", "joblib", "stashflow"):
-            r[f"{who}_write"], r[f"{who}_hit"] = pair(f"{who}_write", f"{who}_hit", 200,
-                                                      args.repeat, work)
-        if prefect:
-            r["prefect_write"], r["prefect_hit"] = pair("prefect_write", "prefect_hit", 200,
-                                                        args.repeat, work, prefect)
-        for module in ("joblib", "stashflow") + (("prefect",) if prefect else ()):
-            python = prefect if module == "prefect" else None
+        who = ["floor", "joblib", "stashflow"] + (["prefect"] if prefect else [])
+        pythons = {"prefect": prefect} if prefect else {}
+        r.update(rounds(who, "write", "hit", 200, args.repeat, work, pythons))
+        for module in who[1:]:
             r[f"{module}_import"] = median([cell("import_time", work, 0, {"BENCH_MODULE": module},
-                                                 python) for _ in range(args.repeat)])
+                                                 pythons.get(module)) for _ in range(args.repeat)])
         if not args.quick:
-            for who in ("floor", "joblib", "stashflow") + (("prefect",) if prefect else ()):
-                r[f"{who}_big_write"], r[f"{who}_big_read"] = pair(
-                    f"{who}_big_write", f"{who}_big_read", 1, args.repeat, work,
-                    prefect if who == "prefect" else None)
+            r.update(rounds(who, "big_write", "big_read", 1, args.repeat, work, pythons))
             for n in (2000, 20000):
                 r[f"stashflow_write_{n}"], _ = pair("stashflow_write", None, n, 1, work)
             for n in (200, 100_000):

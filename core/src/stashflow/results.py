@@ -122,10 +122,16 @@ class ResultStore:
         """Store `obj` under `key`, replacing any record there, atomically."""
         validate_key(key)
         now = datetime.now(UTC)
-        with self.storage.open_write(key) as f:
-            return write_record(f, obj, self._writer(), created=now,
+        sink = _DeferredWrite(self.storage, key)
+        try:
+            meta = write_record(sink, obj, self._writer(), created=now,
                                 expiration=as_expiration(expiration, now),
                                 signing_key=self._key_for(key))
+        except BaseException as exc:
+            sink.abort(exc)
+            raise
+        sink.commit()
+        return meta
 
     def create(self, key: str, obj: Any, expiration: datetime | timedelta | float | None = None
                ) -> bool:
@@ -235,3 +241,51 @@ class ResultStore:
 
         return gc(self.storage, expired=expired, older_than=older_than, dry_run=dry_run,
                   progress=progress, **options)
+
+
+class _DeferredWrite:
+    """`write_record`'s file for `ResultStore.write`: opens storage only when it must.
+
+    A small record arrives in one `write` call; it is kept and handed to
+    `storage.write(key, data)` at commit, which for the local backend is a bare
+    open/write/close/rename and for an object store one PUT. A second write (a
+    large or streamed record) opens `storage.open_write(key)` and streams from
+    there; `abort` discards whatever was started, so a failed write leaves nothing.
+    """
+
+    __slots__ = ("_ctx", "_file", "_first", "key", "storage")
+
+    def __init__(self, storage: StorageBackend, key: str):
+        self.storage, self.key = storage, key
+        self._first: bytes | bytearray | memoryview | None = None
+        self._ctx = self._file = None
+
+    def _open(self):
+        self._ctx = self.storage.open_write(self.key)
+        self._file = self._ctx.__enter__()
+        if self._first is not None:
+            self._file.write(self._first)
+            self._first = None
+        return self._file
+
+    def write(self, data) -> int:
+        if self._file is None:
+            if self._first is None:
+                self._first = data
+                return len(data)
+            self._open()
+        return self._file.write(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        # write_record seeks only after streaming (so the file is open); keep the contract anyway
+        return (self._file or self._open()).seek(offset, whence)
+
+    def commit(self) -> None:
+        if self._ctx is not None:
+            self._ctx.__exit__(None, None, None)
+        else:
+            self.storage.write(self.key, self._first if self._first is not None else b"")
+
+    def abort(self, exc: BaseException) -> None:
+        if self._ctx is not None:
+            self._ctx.__exit__(type(exc), exc, exc.__traceback__)

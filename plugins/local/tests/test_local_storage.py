@@ -309,3 +309,33 @@ def test_a_symlink_inside_the_root_cannot_redirect_writes_or_deletes(tmp_path):
     (tmp_path / "root-link").symlink_to(root)
     ResultStore(tmp_path / "root-link").write("ok/k", 1)
     assert ResultStore(root).read("ok/k") == 1
+
+
+class CountingFileSystem(LocalFileSystem):
+    """Records which write entry point ResultStore used."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.calls = []
+
+    def write(self, key, data):
+        self.calls.append(("write", key, type(data).__name__))
+        super().write(key, data)
+
+    def open_write(self, key):
+        self.calls.append(("open_write", key))
+        return super().open_write(key)
+
+
+def test_a_small_record_is_one_storage_write_and_a_large_one_streams(tmp_path):
+    # the small path is what every persisted task takes: one bytes write, no file object
+    fs = CountingFileSystem(basepath=str(tmp_path))
+    store = ResultStore(fs, "pickle")
+    store.write("small", {"a": 1})
+    assert fs.calls == [("write", "small", "bytes")]
+    fs.calls.clear()
+    blob = os.urandom(9 * 1024 * 1024)
+    store.write("big", blob)
+    assert fs.calls == [("open_write", "big")]
+    assert store.read("small") == {"a": 1} and store.read("big") == blob
+    assert _temp_files(tmp_path) == []
