@@ -26,6 +26,9 @@ HERE = Path(__file__).resolve().parent
 
 def cell(name: str, root: Path, n: int, env: dict | None = None, python: str | None = None) -> dict:
     """Run one cell in a new Python process and return what it reported."""
+    # Flush the last cell's dirty pages first, so their write-back does not land in
+    # this cell's timing (the 200 MiB cells leave that much behind).
+    os.sync()
     out = subprocess.run([python or sys.executable, str(HERE / "cells.py"), name, str(root), str(n)],
                          capture_output=True, text=True, env={**os.environ, **(env or {})},
                          timeout=1800)
@@ -71,6 +74,24 @@ def rounds(who: list[str], write: str, read: str, n: int, repeat: int, work: Pat
     return out
 
 
+SCALES = (200, 2000, 20000)
+
+
+def scaling(repeat: int, work: Path) -> dict[str, dict]:
+    """Per-task cost of the floor and stashflow at 200, 2,000 and 20,000 tasks.
+
+    Each round runs every size, so a size is compared with 200 under the same disk;
+    the floor's own ratios show how much of any slope is the file system's.
+    """
+    got: dict[str, list[dict]] = {}
+    for _ in range(repeat):
+        for w in ("floor", "stashflow"):
+            for n in SCALES:
+                got.setdefault(f"{w}_scale_{n}", []).append(
+                    pair(f"{w}_write", None, n, 1, work)[0])
+    return {k: median(v) for k, v in got.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -93,8 +114,7 @@ def main() -> None:
                                                  pythons.get(module)) for _ in range(args.repeat)])
         if not args.quick:
             r.update(rounds(who, "big_write", "big_read", 1, args.repeat, work, pythons))
-            for n in (2000, 20000):
-                r[f"stashflow_write_{n}"], _ = pair("stashflow_write", None, n, 1, work)
+            r.update(scaling(args.repeat, work))
             for n in (200, 100_000):
                 root = work / f"fill-{n}"
                 cell("stashflow_store_fill", root, n)
@@ -106,8 +126,10 @@ def main() -> None:
 
             with start_moto(work) as endpoint:
                 env = {"BENCH_S3_ENDPOINT": endpoint}
-                for who in ("s3_raw_roundtrip", "s3_stashflow_roundtrip"):
-                    r[who] = median([cell(who, work / who, 1, env) for _ in range(args.repeat)])
+                s3 = ("s3_raw_roundtrip", "s3_stashflow_roundtrip")
+                got = [[cell(c, work / c, 1, env) for c in s3] for _ in range(args.repeat)]
+                for i, c in enumerate(s3):
+                    r[c] = median([g[i] for g in got])
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print_table(r, args)
@@ -160,12 +182,13 @@ def print_table(r: dict, args) -> None:
         row("bytes on disk / payload", "big_write", lambda x: f"{x['disk']:.6f}", None)
     row("import", "import", lambda x: f"{x['seconds']:.3f} s", "seconds")
     pad = " |" * (len(peers) - 1)
-    if "stashflow_write_2000" in r:
-        base = r["stashflow_write"]["per_op_ms"]
-        for n in (2000, 20000):
-            x = r[f"stashflow_write_{n}"]["per_op_ms"]
-            print(f"| persisted task, {n} tasks |{' |' * len(peers)} {x:.3f} ms | "
-                  f"{x / base:.2f}x of 200 |{pad}")
+    if "stashflow_scale_200" in r:
+        for n in SCALES[1:]:
+            f0, f1 = r["floor_scale_200"]["per_op_ms"], r[f"floor_scale_{n}"]["per_op_ms"]
+            s0, s1 = r["stashflow_scale_200"]["per_op_ms"], r[f"stashflow_scale_{n}"]["per_op_ms"]
+            print(f"| persisted task, {n:,} vs 200 tasks | {f1:.3f} vs {f0:.3f} ms "
+                  f"({f1 / f0:.2f}x) |{' |' * (len(peers) - 1)} {s1:.3f} vs {s0:.3f} ms | "
+                  f"{s1 / s0:.2f}x of 200 |{pad}")
         a, b = r["store_hit_200"]["per_op_ms"], r["store_hit_100000"]["per_op_ms"]
         print(f"| store hit, 100,000 records vs 200 |{' |' * len(peers)} {b:.3f} vs {a:.3f} ms | "
               f"{b / a:.2f}x |{pad}")
