@@ -42,36 +42,41 @@ def median(results: list[dict]) -> dict:
     return {k: statistics.median(r[k] for r in results) for k in keys}
 
 
-def pair(write: str, read: str | None, n: int, repeat: int, work: Path,
+def pair(write: str, read: str | None, n: int, work: Path,
          python: str | None = None) -> tuple[dict, dict | None]:
-    """Run a write cell then (in another process) its read cell, `repeat` times."""
-    writes, reads = [], []
-    for i in range(repeat):
-        root = work / f"{write}-{n}-{i}"
-        writes.append(cell(write, root, n, python=python))
-        if read:
-            reads.append(cell(read, root, n, python=python))
-        shutil.rmtree(root, ignore_errors=True)
-    return median(writes), (median(reads) if reads else None)
+    """Run a write cell then, in another process, its read cell on what it wrote."""
+    root = work / f"{write}-{n}"
+    written = cell(write, root, n, python=python)
+    got = cell(read, root, n, python=python) if read else None
+    shutil.rmtree(root, ignore_errors=True)
+    return written, got
+
+
+def by_rounds(repeat: int, one_round) -> dict[str, dict]:
+    """Median per name of `repeat` calls of `one_round()` (a {name: result} dict).
+
+    The disk's speed drifts over a run (small writes here measure anywhere from 0.03 to
+    0.6 ms a file); taking every participant once per round puts them all under the same
+    drift, so the ratios compare like with like.
+    """
+    got: dict[str, list[dict]] = {}
+    for _ in range(repeat):
+        for name, result in one_round().items():
+            got.setdefault(name, []).append(result)
+    return {name: median(results) for name, results in got.items()}
 
 
 def rounds(who: list[str], write: str, read: str, n: int, repeat: int, work: Path,
            pythons: dict[str, str]) -> dict[str, dict]:
-    """`pair` for several participants, interleaved: round i runs each one's write and read.
-
-    The disk's speed drifts over a run (the floor's small writes have measured anywhere
-    from 0.03 to 0.16 ms here); interleaving puts every participant under the same drift,
-    so the ratios compare like with like.
-    """
-    got: dict[str, list[tuple[dict, dict | None]]] = {w: [] for w in who}
-    for _ in range(repeat):
+    """Each participant's `write` cell and then its `read` cell, interleaved by round."""
+    def one_round() -> dict[str, dict]:
+        out = {}
         for w in who:
-            got[w].append(pair(f"{w}_{write}", f"{w}_{read}", n, 1, work, pythons.get(w)))
-    out = {}
-    for w in who:
-        out[f"{w}_{write}"] = median([x[0] for x in got[w]])
-        out[f"{w}_{read}"] = median([x[1] for x in got[w]])
-    return out
+            out[f"{w}_{write}"], out[f"{w}_{read}"] = pair(f"{w}_{write}", f"{w}_{read}", n,
+                                                           work, pythons.get(w))
+        return out
+
+    return by_rounds(repeat, one_round)
 
 
 SCALES = (200, 2000, 20000)
@@ -83,13 +88,8 @@ def scaling(repeat: int, work: Path) -> dict[str, dict]:
     Each round runs every size, so a size is compared with 200 under the same disk;
     the floor's own ratios show how much of any slope is the file system's.
     """
-    got: dict[str, list[dict]] = {}
-    for _ in range(repeat):
-        for w in ("floor", "stashflow"):
-            for n in SCALES:
-                got.setdefault(f"{w}_scale_{n}", []).append(
-                    pair(f"{w}_write", None, n, 1, work)[0])
-    return {k: median(v) for k, v in got.items()}
+    return by_rounds(repeat, lambda: {f"{w}_scale_{n}": pair(f"{w}_write", None, n, work)[0]
+                                      for w in ("floor", "stashflow") for n in SCALES})
 
 
 def main() -> None:
@@ -126,10 +126,9 @@ def main() -> None:
 
             with start_moto(work) as endpoint:
                 env = {"BENCH_S3_ENDPOINT": endpoint}
-                s3 = ("s3_raw_roundtrip", "s3_stashflow_roundtrip")
-                got = [[cell(c, work / c, 1, env) for c in s3] for _ in range(args.repeat)]
-                for i, c in enumerate(s3):
-                    r[c] = median([g[i] for g in got])
+                r.update(by_rounds(args.repeat, lambda: {
+                    c: cell(c, work / c, 1, env)
+                    for c in ("s3_raw_roundtrip", "s3_stashflow_roundtrip")}))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print_table(r, args)
@@ -181,22 +180,24 @@ def print_table(r: dict, args) -> None:
             lambda x: f"{x['bytes_read']:.3f}", None)
         row("bytes on disk / payload", "big_write", lambda x: f"{x['disk']:.6f}", None)
     row("import", "import", lambda x: f"{x['seconds']:.3f} s", "seconds")
-    pad = " |" * (len(peers) - 1)
+
+    def line(label: str, floor: str, stash: str, ratio: str) -> None:
+        """A row of its own shape: the floor column, stashflow and the /floor column."""
+        blank = [""] * (len(peers) - 1)
+        print(f"| {label} | {' | '.join([floor, *blank, stash, ratio, *blank])} |")
+
     if "stashflow_scale_200" in r:
         for n in SCALES[1:]:
             f0, f1 = r["floor_scale_200"]["per_op_ms"], r[f"floor_scale_{n}"]["per_op_ms"]
             s0, s1 = r["stashflow_scale_200"]["per_op_ms"], r[f"stashflow_scale_{n}"]["per_op_ms"]
-            print(f"| persisted task, {n:,} vs 200 tasks | {f1:.3f} vs {f0:.3f} ms "
-                  f"({f1 / f0:.2f}x) |{' |' * (len(peers) - 1)} {s1:.3f} vs {s0:.3f} ms | "
-                  f"{s1 / s0:.2f}x of 200 |{pad}")
+            line(f"persisted task, {n:,} vs 200 tasks", f"{f1:.3f} vs {f0:.3f} ms ({f1 / f0:.2f}x)",
+                 f"{s1:.3f} vs {s0:.3f} ms", f"{s1 / s0:.2f}x of 200")
         a, b = r["store_hit_200"]["per_op_ms"], r["store_hit_100000"]["per_op_ms"]
-        print(f"| store hit, 100,000 records vs 200 |{' |' * len(peers)} {b:.3f} vs {a:.3f} ms | "
-              f"{b / a:.2f}x |{pad}")
+        line("store hit, 100,000 records vs 200", "", f"{b:.3f} vs {a:.3f} ms", f"{b / a:.2f}x")
     if "s3_raw_roundtrip" in r:
         raw, sf = r["s3_raw_roundtrip"], r["s3_stashflow_roundtrip"]
-        print(f"| S3 (moto) 200 MiB round trip | raw s3fs {big(raw)} |{' |' * (len(peers) - 1)} "
-              f"{big(sf)} | {sf['seconds'] / raw['seconds']:.2f}x raw |{pad}")
-
+        line("S3 (moto) 200 MiB round trip", f"raw s3fs {big(raw)}", big(sf),
+             f"{sf['seconds'] / raw['seconds']:.2f}x raw")
 
 if __name__ == "__main__":
     main()

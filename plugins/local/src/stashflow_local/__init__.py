@@ -145,7 +145,7 @@ class LocalFileSystem(StorageBackend):
         return _AtomicWrite(self, key)
 
     def write(self, key: str, data: BytesOrFile) -> None:
-        if isinstance(data, (bytes, bytearray, memoryview)) and not self.fsync:
+        if isinstance(data, (bytes, bytearray, memoryview)):
             self._write_bytes(key, data)
             return
         with self._staged(key) as (path, tmp, f):
@@ -165,9 +165,12 @@ class LocalFileSystem(StorageBackend):
                 view = memoryview(data).cast("B")
                 while view:
                     view = view[os.write(fd, view):]
+                if self.fsync:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
             os.replace(tmp, path)
+            self._sync_directory(path)
         except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
