@@ -228,6 +228,18 @@ def stashflow_big_read(root: str, n: int) -> None:
     report(seconds=dt, rss_growth=(rss_bytes() - base) / BIG, bytes_read=(rchar() - r0) / BIG)
 
 
+def stashflow_signed_big_write(root: str, n: int) -> None:
+    """The 200 MiB write with a signing key: HMAC-SHA256 over the payload too."""
+    os.environ["STASHFLOW_RESULTS_SIGNING_KEY"] = "benchmark key"
+    stashflow_big_write(root, n)
+
+
+def stashflow_signed_big_read(root: str, n: int) -> None:
+    """The 200 MiB load with a signing key: verified into a private copy, decoded from it."""
+    os.environ["STASHFLOW_RESULTS_SIGNING_KEY"] = "benchmark key"
+    stashflow_big_read(root, n)
+
+
 def stashflow_store_hit(root: str, n: int) -> None:
     """A hit through ResultStore.read only (no engine), against a store holding n records."""
     _stashflow_env(root)

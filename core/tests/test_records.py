@@ -271,8 +271,8 @@ def test_an_intact_record_that_cannot_be_decoded_is_a_serialization_error(tmp_pa
 @pytest.fixture
 def big_boom(tmp_path, monkeypatch):
     calls = []
-    real = records._verify_stream
-    monkeypatch.setattr(records, "_verify_stream", lambda *a, **k: (calls.append(1), real(*a, **k)))
+    real = records._verify_mapped
+    monkeypatch.setattr(records, "_verify_mapped", lambda *a, **k: (calls.append(1), real(*a, **k)))
     marker = tmp_path / "big-marker"
     store = ResultStore(tmp_path / "root", "pickle")
     meta = store.write("big", (os.urandom(BIG), Boom(marker)))
@@ -611,3 +611,66 @@ def test_the_configured_instance_reads_records_of_its_type(tmp_path):
     assert used == [4]
     assert ResultStore(tmp_path, "json").read("p") == [1]  # registered pickle, not json
     assert used == [4]
+
+
+# -- bounded decoding of json and msgpack -------------------------------------------------
+
+
+class _RawAs(Serializer):
+    """Writes prepared bytes as a record of serializer `type`."""
+
+    def __init__(self, name):
+        self.type = name
+
+    def dumps(self, obj):
+        return obj
+
+
+@pytest.mark.parametrize("name, payload", [
+    ("json", b"[" * 200_000 + b"]" * 200_000),            # nesting past any stack
+    ("msgpack", b"\x91" * 200_000 + b"\xc0"),
+    ("msgpack", b"\xdd\x7f\xff\xff\xff"),                 # an array claiming 2**31 items
+    ("msgpack", b"\xdb\x7f\xff\xff\xff" + b"x" * 10),     # a string claiming 2 GiB
+    ("json", b"1" * 10_000),                              # an int past the digit limit
+])
+def test_json_and_msgpack_refuse_hostile_documents_with_a_typed_error(tmp_path, name, payload):
+    ResultStore(tmp_path, _RawAs(name)).write("r", payload)
+    with pytest.raises(SerializationError, match=f"serializer '{name}'"):
+        ResultStore(tmp_path).read("r")
+
+
+# -- what a streaming load receives --------------------------------------------------------
+
+
+class _Probe(Serializer):
+    """A streaming serializer that records what its load saw."""
+
+    type = "pickle"
+    streaming = True
+    seen: dict = {}
+
+    def dumps(self, obj):
+        return pickle.dumps(obj)
+
+    def loads(self, data):
+        return pickle.loads(data)
+
+    def load(self, file):
+        seen = _Probe.seen
+        seen["readable"], seen["seekable"], seen["tell"] = file.readable(), file.seekable(), file.tell()
+        seen["end"] = file.seek(0, 2)
+        file.seek(0)
+        seen["first"] = file.read(2)
+        file.seek(0)
+        return pickle.load(file)
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_a_streaming_load_sees_exactly_the_payload(tmp_path, monkeypatch, signed):
+    if signed:
+        monkeypatch.setenv("STASHFLOW_RESULTS_SIGNING_KEY", "k")
+    value = os.urandom(BIG)
+    meta = ResultStore(tmp_path, "pickle").write("big", value)
+    assert ResultStore(tmp_path, _Probe()).read("big") == value
+    assert _Probe.seen == {"readable": True, "seekable": True, "tell": 0, "end": meta.size,
+                           "first": pickle.dumps(value, protocol=5)[:2]}

@@ -17,7 +17,12 @@ from pathlib import Path
 
 import pytest
 from stashflow import ResultStore
-from stashflow.exceptions import InvalidResultKey, LockManagerNotFound, SerializationError
+from stashflow.exceptions import (
+    InvalidResultKey,
+    LockManagerNotFound,
+    ResultCorrupted,
+    SerializationError,
+)
 from stashflow.locks import MemoryLockManager, StorageLockManager
 from stashflow.transactions import Transaction, get_transaction, transaction
 
@@ -401,11 +406,26 @@ def test_a_transaction_whose_lock_was_taken_over_warns_and_still_commits(store, 
     assert store.read("k") == "still written"
 
 
-def test_a_record_found_under_the_lock_releases_it_at_once(store):
+def test_a_record_found_under_the_lock_releases_it_once_read(store):
     store.write("there", 1)
     with transaction("there", store, isolation_level="SERIALIZABLE") as txn:
         assert txn.is_committed()
+        assert txn.lock_manager.is_locked("there")  # until the record proves readable
+        assert txn.read() == 1
         assert not txn.lock_manager.is_locked("there")
+
+
+def test_an_unusable_record_found_under_the_lock_is_repaired_under_it(store):
+    store.write("there", 1)
+    store.storage.write("there", store.storage.read("there")[:-1] + b"!")  # payload damaged
+    with transaction("there", store, isolation_level="SERIALIZABLE") as txn:
+        assert txn.is_committed()  # the header is sound
+        with pytest.raises(ResultCorrupted):
+            txn.read()
+        assert not txn.is_committed()
+        assert txn.lock_manager.is_locked("there")
+        txn.stage(2)
+    assert store.read("there") == 2
 
 
 HOLD_IN_TRANSACTION = """

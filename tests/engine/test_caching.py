@@ -81,7 +81,8 @@ def test_canonical_hashing_distinguishes_types_and_folds_equal_values():
     assert hash_inputs({"a": "1"}) != hash_inputs({"a": 1})
     assert hash_inputs({"a": b"x"}) != hash_inputs({"a": "x"})
     assert hash_inputs({"a": (1, 2)}) != hash_inputs({"a": [1, 2]})
-    assert hash_inputs({"a": 0.0}) == hash_inputs({"a": -0.0})
+    assert hash_inputs({"a": 0.0}) != hash_inputs({"a": -0.0})  # copysign(1, x) tells them apart
+    assert hash_inputs({"a": float("nan")}) == hash_inputs({"a": -float("nan")})
     assert hash_inputs({"a": {1: "x", 2: "y"}}) == hash_inputs({"a": {2: "y", 1: "x"}})
     assert hash_inputs({"a": 1, "b": 2}) == hash_inputs({"b": 2, "a": 1})
 

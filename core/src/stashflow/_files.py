@@ -1,10 +1,37 @@
-"""Small file helpers shared by settings and blocks (private)."""
+"""Small file helpers shared by settings, blocks and locks (private)."""
 
 from __future__ import annotations
 
 import os
 import uuid
 from pathlib import Path
+
+
+def make_dirs(path: str | os.PathLike, mode: int) -> None:
+    """`path` and its missing parents, each made with `mode` (existing ones are left alone).
+
+    os.makedirs gives `mode` to the leaf only: the parents would get 0777 less the
+    umask, which a umask of 0 leaves writable by everyone.
+    """
+    missing = []
+    current = os.path.abspath(path)
+    while not os.path.isdir(current):
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, mode)
+        except FileExistsError:
+            if not os.path.isdir(directory):
+                raise
+
+
+def make_private_dir(path: str | os.PathLike) -> None:
+    """`path` and its missing parents, each made 0700."""
+    make_dirs(path, 0o700)
 
 
 def atomic_write_private(path: Path, data: bytes) -> None:

@@ -146,13 +146,14 @@ class Block:
 
     def save(self, name: str, overwrite: bool = False) -> str:
         """Save under `name`; returns the slug. Refuses to replace unless `overwrite`."""
+        from ._files import atomic_write_private, make_private_dir
+
         path = block_path(self.type_slug, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent)
         data = json.dumps(
             {"type": self.type_slug, "fields": self.field_values(reveal_secrets=True)},
             indent=2, sort_keys=True,
         ).encode("utf-8")
-        from ._files import atomic_write_private
 
         if overwrite:
             atomic_write_private(path, data)

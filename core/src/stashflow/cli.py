@@ -215,21 +215,34 @@ def _record_fields(record) -> dict[str, object]:
     return {"key": record.key, "size": record.size, "serializer": record.serializer,
             "created": _when(record.created) if record.metadata else None,
             "expires": _when(record.expiration) if record.metadata else None,
-            "expired": expired, "problem": record.problem}
+            "expired": expired, "problem": record.problem, "skipped": False}
+
+
+def _skipped_fields(entry) -> dict[str, object]:
+    from .maintenance import printable
+
+    return {"key": entry.shown, "size": None, "serializer": None, "created": None,
+            "expires": None, "expired": False, "problem": printable(entry.reason), "skipped": True}
 
 
 @results.command("ls")
 @click.option("--storage", help=_STORAGE_HELP)
 @click.option("--prefix", default="", help="Only keys starting with this.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per line, skipped entries too (\"skipped\": true, and why).")
 def results_ls(storage: str | None, prefix: str, as_json: bool) -> None:
     """List records: key, size in bytes, serializer, created, expires (headers only)."""
     import json
 
-    rows = sorted(_store(storage).records(prefix), key=lambda r: r.key)
+    from .maintenance import skipped_summary
+
+    listing = _store(storage).records(prefix)
+    rows = sorted(listing, key=lambda r: r.key)
     if as_json:
         for record in rows:
             click.echo(json.dumps(_record_fields(record)))
+        for entry in listing.skipped:
+            click.echo(json.dumps(_skipped_fields(entry)))
         return
     table = [("KEY", "SIZE", "SERIALIZER", "CREATED", "EXPIRES")]
     for record in rows:
@@ -243,13 +256,17 @@ def results_ls(storage: str | None, prefix: str, as_json: bool) -> None:
     for row in table:
         click.echo("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[4]]))
     click.echo(f"{len(rows)} records", err=True)
+    if listing.skipped:
+        click.echo(f"{skipped_summary(listing.skipped)}; see --json", err=True)
 
 
 @results.command("show")
 @click.argument("key")
 @click.option("--storage", help=_STORAGE_HELP)
 @click.option("--value", "with_value", is_flag=True,
-              help="Also decode and print the value (verified first; signed when a key is set).")
+              help="Also decode and print the value: verified first, and only with a trusted "
+                   "serializer (STASHFLOW_RESULTS_TRUSTED_SERIALIZERS). Decoding pickle runs code "
+                   "from the record: see the trust model in docs/concepts/guarantees.md.")
 def results_show(key: str, storage: str | None, with_value: bool) -> None:
     """Show a record's metadata (and its value only with --value)."""
     import pprint
@@ -294,25 +311,28 @@ def results_show(key: str, storage: str | None, with_value: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
 def results_rm(keys: tuple[str, ...], prefix: str | None, storage: str | None, dry_run: bool) -> None:
     """Remove the records at KEYS, or every record under --prefix."""
-    from .maintenance import remove, remove_prefix
+    from .maintenance import printable, remove, remove_prefix, skipped_summary
 
     if bool(keys) == (prefix is not None):
         raise click.UsageError("give either KEYS or --prefix")
     store = _store(storage)
     if prefix is not None:
         removed = remove_prefix(store.storage, prefix, dry_run=dry_run)
-    elif dry_run:
-        removed = [k for k in keys if store.exists(k)]
     else:
-        removed = remove(store.storage, keys)
+        removed = remove(store.storage, keys, dry_run=dry_run)
     verb = "Would remove" if dry_run else "Removed"
     for key in removed:
         click.echo(f"{verb} {key}")
-    missing = [k for k in keys if k not in removed]
+    skipped = {entry.name for entry in removed.skipped}
+    missing = [k for k in keys if k not in removed and k not in skipped]
     for key in missing:
-        click.echo(f"No record at {key}", err=True)
+        click.echo(f"No record at {printable(key)}", err=True)
+    for entry in removed.skipped:
+        click.echo(f"Skipped {entry}", err=True)
     click.echo(f"{verb} {len(removed)} records.", err=True)
-    if missing:
+    if removed.skipped:
+        click.echo(f"{skipped_summary(removed.skipped)}.", err=True)
+    if missing or (keys and removed.skipped):
         raise SystemExit(1)
 
 
@@ -336,10 +356,13 @@ def _duration(_ctx, _param, value: str | None):
 @click.option("--temp-grace", callback=_duration, metavar="DURATION", default="1h",
               show_default=True, help="Remove orphaned temp files untouched for this long.")
 @click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
-@click.option("-v", "--verbose", is_flag=True, help="Name each record removed.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Name each record and temp file removed, and each entry skipped.")
 def results_gc(storage: str | None, expired: bool, older_than, temp_grace, dry_run: bool,
                verbose: bool) -> None:
     """Reclaim expired records, old records and orphaned temp files."""
+    from .maintenance import printable
+
     store = _store(storage)
     if older_than is None:
         expired = True
@@ -359,12 +382,15 @@ def results_gc(storage: str | None, expired: bool, older_than, temp_grace, dry_r
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
-    if verbose:
+    if verbose or dry_run:
         verb = "would remove" if dry_run else "removed"
-        for key in report.removed:
+        for key in sorted(report.removed):
             click.echo(f"{verb} {key}")
         for path in report.temp_files:
-            click.echo(f"{verb} temp file {path}")
+            click.echo(f"{verb} temp file {printable(path)}")
+    if verbose:
+        for entry in report.skipped:
+            click.echo(f"skipped {entry}")
     summary = report.summary()
     click.echo(summary[0].upper() + summary[1:] + ".")
 

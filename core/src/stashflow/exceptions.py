@@ -77,20 +77,34 @@ class SerializerNotFound(StashflowError, LookupError):
 
 
 class UntrustedSerializer(StashflowError):
-    """A record names a serializer this store was told not to trust for reading."""
+    """A record names a serializer that is not trusted for reading; nothing was decoded.
 
-    def __init__(self, key: str, name: str, trusted: frozenset[str]):
+    Also raised before writing with a serializer the store would refuse to read back.
+    """
+
+    def __init__(self, key: str | None, name: str, trusted: frozenset[str],
+                 advice: str | None = None):
         self.key = key
         self.name = name
+        self.trusted = trusted
+        if key is not None:
+            what = (f"record at key {key!r} uses serializer {name!r}, which this store does "
+                    "not trust for reading; nothing was decoded")
+        else:
+            what = f"serializer {name!r} is not trusted for reading"
         super().__init__(
-            f"record at key {key!r} uses serializer {name!r}, which this store does not "
-            f"trust for reading (trusted: {', '.join(sorted(trusted)) or 'none'}); "
-            "nothing was decoded"
+            f"{what} (trusted: {', '.join(sorted(trusted)) or 'none'}, from trusted_serializers= "
+            f"or STASHFLOW_RESULTS_TRUSTED_SERIALIZERS){': ' + advice if advice else ''}. "
+            "The trust model: docs/concepts/guarantees.md"
         )
 
 
 class SerializationError(StashflowError):
     """A value could not be serialized or deserialized by the chosen serializer."""
+
+
+class DecodeLimitExceeded(SerializationError):
+    """A payload would expand past a configured decoding limit; decoding stopped there."""
 
 
 class StorageNotFound(StashflowError, LookupError):
@@ -99,6 +113,20 @@ class StorageNotFound(StashflowError, LookupError):
 
 class StorageError(StashflowError, OSError):
     """A storage backend failed; names the backend and the key."""
+
+
+class StorageEntryRefused(StorageError):
+    """Storage will not use what is at a key: a link leading outside its root, a FIFO..."""
+
+    def __init__(self, backend: str, url: str, why: str):
+        self.backend = backend
+        self.url = url
+        self.why = why
+        super().__init__(
+            f"{backend}: refusing {url}: it {why}. Nothing was read, written or removed "
+            "through it; remove it (stashflow itself writes only regular files and "
+            "directories there)"
+        )
 
 
 class PluginError(StashflowError):
@@ -158,3 +186,8 @@ class LockManagerNotFound(LockError, LookupError):
             f"unknown lock manager {name!r} (registered: {', '.join(sorted(known)) or 'none'}); "
             "pass a registered name, a LockManager instance, or None for the storage's default"
         )
+
+
+# A record is there but cannot be used: the engine warns, runs the task and overwrites it.
+RECORD_UNUSABLE = (ResultCorrupted, SerializationError, SerializerNotFound, UntrustedSerializer,
+                   StorageEntryRefused)

@@ -20,11 +20,13 @@ Built-ins, registered through the `register_lock_managers` hook:
 from __future__ import annotations
 
 import contextlib
+import errno
 import heapq
 import itertools
 import json
 import math
 import os
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -382,13 +384,22 @@ _file_holds_lock = threading.Lock()
 
 
 def default_lock_directory(storage: Any) -> Path:
-    """`<root>/.stashflow/locks` for local storage, else `$STASHFLOW_HOME/locks`."""
-    basepath = getattr(storage, "basepath", None)
-    if getattr(storage, "type_slug", None) == "local-file-system" and basepath:
-        return Path(basepath) / RESERVED_PREFIX / "locks"
+    """`<root>/.stashflow/locks` for storage that has an internal area, else `$STASHFLOW_HOME/locks`.
+
+    The internal area is made 0700 by the storage, which refuses one that is a link
+    (local disk: `LocalFileSystem.internal_directory`).
+    """
+    internal = getattr(storage, "internal_directory", None)
+    if internal is not None:
+        return Path(internal("locks"))
     from . import settings
 
     return Path(settings.get("STASHFLOW_HOME")).expanduser() / "locks"
+
+
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 class FileLockManager(LockManager):
@@ -402,6 +413,9 @@ class FileLockManager(LockManager):
     makes two breakers unable to both win. Lock files stay after release (creating
     and deleting a file per lock costs more than the lock); `clean()` removes the
     idle ones. Not for network file systems.
+
+    Lock files are opened relative to the directory, never through a link; the
+    default directory must still be the one it was when the manager was made.
     """
 
     RECORD_SIZE = 512  # records are padded to this size, so a rewrite never truncates
@@ -414,31 +428,65 @@ class FileLockManager(LockManager):
         except ImportError:  # pragma: no cover - not POSIX
             raise LockError("the 'file' lock manager needs fcntl (POSIX); use 'storage'") from None
         self._fcntl = fcntl
+        self._storage_area = directory is None and hasattr(storage, "internal_directory")
         self.directory = str(directory if directory is not None
                              else default_lock_directory(storage))
+        # A default directory is private: the opened one must be this one, not a link's target.
+        self._expected = None if directory is not None else os.path.realpath(self.directory)
 
     def path_for(self, key: str) -> str:
         """The lock file of `key`."""
-        return os.path.join(self.directory, lock_name(self.location, key) + ".lock")
+        return os.path.join(self.directory, self._name(key))
 
-    @contextlib.contextmanager
-    def _guard(self) -> Iterator[None]:
-        flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+    def _name(self, key: str) -> str:
+        return lock_name(self.location, key) + ".lock"
+
+    def _make_directory(self) -> None:
+        if self._storage_area:
+            self.storage.internal_directory("locks")
+        else:
+            from ._files import make_private_dir
+
+            make_private_dir(self.directory)
+
+    def _open_directory(self) -> int:
+        flags = os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC
+        if self._expected is not None:
+            flags |= _O_NOFOLLOW
         try:
             dfd = os.open(self.directory, flags)
         except FileNotFoundError:
-            os.makedirs(self.directory, exist_ok=True)
+            self._make_directory()
             dfd = os.open(self.directory, flags)
+        except NotADirectoryError:  # O_NOFOLLOW met a link (Linux says ENOTDIR), or a file
+            raise self._refused("is a symbolic link or not a directory") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise self._refused("is a symbolic link") from None
+            raise
+        if self._expected is not None and not _is_directory(dfd, self._expected):
+            os.close(dfd)
+            raise self._refused("is no longer the directory it was (a link was planted on the way)")
+        return dfd
+
+    def _refused(self, why: str) -> LockError:
+        return LockError(f"{self!r}: refusing the lock directory {self.directory}: it {why}. "
+                         "Remove what was planted there; stashflow makes it again")
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[int]:
+        """The lock directory, open and flocked: lock files are opened relative to it."""
+        dfd = self._open_directory()
         try:
             self._fcntl.flock(dfd, self._fcntl.LOCK_EX)
-            yield
+            yield dfd
         finally:
             os.close(dfd)  # drops the flock
 
     @staticmethod
-    def _same_file(fd: int, path: str) -> bool:
+    def _same_file(fd: int, dfd: int, name: str) -> bool:
         try:
-            st = os.stat(path)
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
         except FileNotFoundError:
             return False
         mine = os.fstat(fd)
@@ -454,15 +502,30 @@ class FileLockManager(LockManager):
                            "expires": time.time() + lease, "released": released}).encode()
         os.pwrite(fd, data.ljust(self.RECORD_SIZE), 0)
 
-    def _open(self, path: str, create: bool) -> int:
-        flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0) | (os.O_CREAT if create else 0)
-        return os.open(path, flags, 0o644)
+    def _open(self, dfd: int, name: str, create: bool) -> int:
+        """The lock file `name`: never through a link, never blocking, a regular file only."""
+        flags = (os.O_RDWR | _O_CLOEXEC | _O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0)
+                 | (os.O_CREAT if create else 0))
+        try:
+            fd = os.open(name, flags, 0o644, dir_fd=dfd)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.EMLINK, errno.ENXIO):
+                raise self._planted(name, "a symbolic link or a socket") from None
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise self._planted(name, "not a regular file")
+        return fd
 
-    def _attempt(self, path: str, key: str, holder: str, lease: float) -> tuple[bool, float]:
+    def _planted(self, name: str, what: str) -> LockError:
+        return LockError(f"{self!r}: refusing the lock file {os.path.join(self.directory, name)}: "
+                         f"it is {what}. Remove it; stashflow makes it again")
+
+    def _attempt(self, name: str, key: str, holder: str, lease: float) -> tuple[bool, float]:
         """One try under the guard: (True, 0) if taken, else (False, seconds worth waiting)."""
         fcntl = self._fcntl
-        with self._guard():
-            fd = self._open(path, create=True)
+        with self._guard() as dfd:
+            fd = self._open(dfd, name, create=True)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -473,7 +536,7 @@ class FileLockManager(LockManager):
                     # holder keeps its flock on the unlinked file, which no one opens again.
                     _log().warning("breaking the lock of %r held by %s: its lease ran out",
                                    key, rec["holder"])
-                    os.unlink(path)
+                    os.unlink(name, dir_fd=dfd)
                     return False, 0.0
                 return False, (rec["expires"] - time.time()) if rec else math.inf
             except BaseException:
@@ -486,19 +549,19 @@ class FileLockManager(LockManager):
                 os.close(fd)
                 raise
             with _file_holds_lock:
-                _file_holds[(path, holder)] = _FileHold(fd, token, time.time() + lease)
+                _file_holds[(self.path_for(key), holder)] = _FileHold(fd, token, time.time() + lease)
             return True, 0.0
 
     def acquire(self, key: str, holder: str, *, timeout: float | None = None,
                 lease: float | None = None) -> bool:
         lease = self.lease_or_default(lease)
         deadline = _deadline(timeout)
-        path = self.path_for(key)
+        name = self._name(key)
         if self.renew(key, holder, lease=lease):
             return True
         delay = 0.002
         while True:
-            taken, wait = self._attempt(path, key, holder, lease)
+            taken, wait = self._attempt(name, key, holder, lease)
             if taken:
                 return True
             if wait == 0:
@@ -516,8 +579,8 @@ class FileLockManager(LockManager):
         if hold is None:
             raise LockNotHeld(key, holder, self)
         try:
-            with self._guard():
-                kept = self._same_file(hold.fd, path)
+            with self._guard() as dfd:
+                kept = self._same_file(hold.fd, dfd, self._name(key))
                 if kept:
                     self._write(hold.fd, holder, hold.token, 0, released=True)
         finally:
@@ -533,18 +596,18 @@ class FileLockManager(LockManager):
             hold = _file_holds.get((path, holder))
         if hold is None:
             return False
-        with self._guard():
-            if not self._same_file(hold.fd, path):
+        with self._guard() as dfd:
+            if not self._same_file(hold.fd, dfd, self._name(key)):
                 return False
             self._write(hold.fd, holder, hold.token, lease)
             hold.expires = time.time() + lease
             return True
 
-    def _probe(self, path: str) -> dict | bool | None:
+    def _probe(self, dfd: int, name: str) -> dict | bool | None:
         """Under the guard: False if no one holds the file's flock, else its record."""
         fcntl = self._fcntl
         try:
-            fd = self._open(path, create=False)
+            fd = self._open(dfd, name, create=False)
         except FileNotFoundError:
             return False
         try:
@@ -557,8 +620,8 @@ class FileLockManager(LockManager):
             os.close(fd)
 
     def is_locked(self, key: str) -> bool:
-        with self._guard():
-            rec = self._probe(self.path_for(key))
+        with self._guard() as dfd:
+            rec = self._probe(dfd, self._name(key))
         return rec is not False and (rec is None or rec["expires"] > time.time())
 
     def is_lock_holder(self, key: str, holder: str) -> bool:
@@ -567,24 +630,39 @@ class FileLockManager(LockManager):
             hold = _file_holds.get((path, holder))
         if hold is None or hold.expires <= time.time():
             return False
-        with self._guard():
-            return self._same_file(hold.fd, path)
+        with self._guard() as dfd:
+            return self._same_file(hold.fd, dfd, self._name(key))
 
     def clean(self) -> int:
         """Delete the lock files no one holds; returns how many."""
         removed = 0
-        try:
-            names = [n for n in os.listdir(self.directory) if n.endswith(".lock")]
-        except FileNotFoundError:
-            return 0
+        with self._guard() as dfd:
+            names = [n for n in os.listdir(dfd) if n.endswith(".lock")]
         for name in names:
-            path = os.path.join(self.directory, name)
-            with self._guard():
-                if self._probe(path) is False:
+            with self._guard() as dfd:
+                try:
+                    idle = self._probe(dfd, name) is False
+                except LockError:  # something planted: not a lock file of ours
+                    continue
+                if idle:
                     with contextlib.suppress(FileNotFoundError):
-                        os.unlink(path)
+                        os.unlink(name, dir_fd=dfd)
                         removed += 1
         return removed
+
+
+def _is_directory(fd: int, expected: str) -> bool:
+    """Is the directory open at `fd` the one at the resolved path `expected`?"""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}") == expected  # Linux: where it really is
+    except OSError:
+        pass
+    try:
+        st = os.stat(expected, follow_symlinks=False)
+    except OSError:
+        return False
+    mine = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
 
 
 # -- storage ----------------------------------------------------------------------------

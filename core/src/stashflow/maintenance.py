@@ -4,6 +4,12 @@ Everything here reads record headers only (a few dozen bytes each, one small
 read per record); no payload is read or deserialized. `gc` reclaims expired
 records, records older than a given age, and temp files left behind by writers
 that died (on backends that stage writes in temp files: local disk).
+
+None of it stops half way: an entry it cannot handle - a name that is not a
+valid key (undecodable bytes, a control character), a link or a FIFO the
+storage refuses, a record that fails to read or delete - is skipped, reported
+in `skipped` with why, and everything else is still done. Entries that are not
+regular files are never opened.
 """
 
 from __future__ import annotations
@@ -14,7 +20,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from .exceptions import ResultCorrupted, StashflowError, StorageError
+from .exceptions import (
+    InvalidResultKey,
+    ResultCorrupted,
+    StashflowError,
+    StorageEntryRefused,
+    StorageError,
+)
 from .keys import validate_key
 from .records import RecordMetadata, read_header
 from .storage import StorageBackend
@@ -80,6 +92,75 @@ class StoredRecord:
         return self.metadata is not None and self.metadata.is_expired(now)
 
 
+def printable(text: str) -> str:
+    """`text` safe to show on a terminal: undecodable bytes as \\xNN, control characters escaped."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch.isprintable():
+            out.append(ch)
+        elif 0xDC80 <= code <= 0xDCFF:  # a byte os.scandir could not decode (surrogateescape)
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif code <= 0xFF:
+            out.append(f"\\x{code:02x}")
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class SkippedEntry:
+    """An entry in storage that listing, removal or gc left alone, and why."""
+
+    name: str  # as found: undecodable bytes are surrogate escapes (see `shown`)
+    reason: str
+    failed: bool = False  # an error while reading or removing it (else: not a record at all)
+
+    @property
+    def shown(self) -> str:
+        """The name, safe to print."""
+        return printable(self.name)
+
+    def __str__(self) -> str:
+        return f"{self.shown}: {printable(self.reason)}"
+
+
+def _skip(skipped: list[SkippedEntry], name: str, why: BaseException | str,
+          failed: bool = False) -> None:
+    if isinstance(why, StorageEntryRefused):
+        reason = why.why
+    elif isinstance(why, InvalidResultKey):
+        reason = f"is not a valid key: {why.reason}"
+    elif isinstance(why, BaseException):
+        reason, failed = f"failed: {why}", True
+    else:
+        reason = why
+    skipped.append(SkippedEntry(name, reason, failed))
+
+
+class RecordListing(Iterator[StoredRecord]):
+    """What `records()` returns: its StoredRecords, and `skipped` as they are met."""
+
+    def __init__(self, storage: StorageBackend, prefix: str):
+        self.skipped: list[SkippedEntry] = []
+        self._records = _records(storage, prefix, self.skipped)
+
+    def __next__(self) -> StoredRecord:
+        return next(self._records)
+
+
+class Removed(list):
+    """The keys removed (a list, as before), with `skipped`: the entries left alone and why."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skipped: list[SkippedEntry] = []
+
+
 def _check_prefix(prefix: str) -> str:
     if not isinstance(prefix, str):
         raise TypeError(f"prefix must be a str, not {prefix!r}")
@@ -103,36 +184,66 @@ def describe(storage: StorageBackend, key: str) -> StoredRecord:
         return StoredRecord(key, None, f"cannot be read: {exc}")
 
 
-def records(storage: StorageBackend, prefix: str = "") -> Iterator[StoredRecord]:
-    """Every record whose key starts with `prefix`, with what its header says."""
-    for key in storage.list(_check_prefix(prefix)):
+def _candidates(storage: StorageBackend, prefix: str, skipped: list[SkippedEntry]) -> Iterator[str]:
+    """The valid keys under `prefix` that name a regular file; the other entries go to `skipped`."""
+    for name, problem in storage.list_entries(_check_prefix(prefix)):
+        if problem is None:
+            try:
+                yield validate_key(name)
+            except InvalidResultKey as exc:
+                _skip(skipped, name, exc)
+        else:
+            _skip(skipped, name, problem)
+
+
+def records(storage: StorageBackend, prefix: str = "") -> RecordListing:
+    """Every record whose key starts with `prefix`, with what its header says.
+
+    An iterator; its `skipped` lists the entries that are not records it could read.
+    """
+    return RecordListing(storage, prefix)
+
+
+def _records(storage: StorageBackend, prefix: str,
+             skipped: list[SkippedEntry]) -> Iterator[StoredRecord]:
+    for key in _candidates(storage, prefix, skipped):
         try:
             yield describe(storage, key)
         except FileNotFoundError:  # deleted since it was listed
             continue
+        except (StashflowError, OSError) as exc:
+            _skip(skipped, key, exc)
 
 
-def remove(storage: StorageBackend, keys: Iterable[str]) -> list[str]:
-    """Delete the records at `keys`; returns the keys that held a record."""
-    removed = []
+def remove(storage: StorageBackend, keys: Iterable[str], *, dry_run: bool = False) -> Removed:
+    """Delete the records at `keys`; returns the keys that held a record (and `skipped`)."""
+    removed = Removed()
     for key in keys:
-        validate_key(key)
-        if storage.exists(key):
-            storage.delete(key)
-            removed.append(key)
+        try:
+            if storage.exists(validate_key(key)):
+                if not dry_run:
+                    storage.delete(key)
+                removed.append(key)
+        except (StashflowError, OSError) as exc:
+            _skip(removed.skipped, key, exc)
     return removed
 
 
-def remove_prefix(storage: StorageBackend, prefix: str, *, dry_run: bool = False) -> list[str]:
+def remove_prefix(storage: StorageBackend, prefix: str, *, dry_run: bool = False) -> Removed:
     """Delete every record whose key starts with `prefix` (a plain string prefix)."""
     if not _check_prefix(prefix):
         raise StashflowError("refusing to remove by an empty prefix (that is every record); "
                              "name a prefix, or use gc(older_than=timedelta(0))")
-    keys = sorted(storage.list(prefix))
-    if not dry_run:
-        for key in keys:
-            storage.delete(key)
-    return keys
+    removed = Removed()
+    for key in sorted(_candidates(storage, prefix, removed.skipped)):
+        if not dry_run:
+            try:
+                storage.delete(key)
+            except (StashflowError, OSError) as exc:
+                _skip(removed.skipped, key, f"could not be removed: {exc}", failed=True)
+                continue
+        removed.append(key)
+    return removed
 
 
 @dataclass
@@ -146,6 +257,7 @@ class GcReport:
     temp_files: list[str] = field(default_factory=list)
     temp_bytes: int = 0
     unreadable: list[str] = field(default_factory=list)  # records whose header is damaged: kept
+    skipped: list[SkippedEntry] = field(default_factory=list)  # entries left alone, and why
 
     def summary(self) -> str:
         verb = "would remove" if self.dry_run else "removed"
@@ -154,7 +266,17 @@ class GcReport:
                 f"({_size(self.temp_bytes)})")
         if self.unreadable:
             line += f"; {len(self.unreadable)} records have a damaged or unreadable header and were kept"
+        if self.skipped:
+            line += f"; {skipped_summary(self.skipped)}"
         return line
+
+
+def skipped_summary(skipped: list[SkippedEntry]) -> str:
+    """How many entries were skipped, and what kind, in one line."""
+    what = "names stashflow cannot handle or not regular files"
+    if any(entry.failed for entry in skipped):
+        what = "names stashflow cannot handle, entries that are not regular files, or that failed"
+    return f"{len(skipped)} entries skipped: {what}"
 
 
 def _size(n: int) -> str:
@@ -205,25 +327,32 @@ def gc(storage: StorageBackend, *, expired: bool = True,
             return True
         return older is not None and now - record.metadata.created >= older
 
-    keys = list(storage.list(_check_prefix(prefix)))
+    keys = list(_candidates(storage, prefix, report.skipped))
     for done, key in enumerate(keys, 1):
         try:
-            record = describe(storage, key)
-        except FileNotFoundError:
-            record = None
-        if record is not None:
-            report.examined += 1
-            if record.metadata is None:
-                report.unreadable.append(key)
-            elif doomed(record) and (dry_run or _delete_if(storage, key, doomed)):
-                report.removed.append(key)
-                report.removed_bytes += record.size or 0
+            _examine(storage, key, doomed, dry_run, report)
+        except (StashflowError, OSError) as exc:  # this record only: go on with the others
+            _skip(report.skipped, key, exc)
         if progress is not None:
             progress(done, len(keys))
     if temp_files and not prefix:
         _collect_temp_files(storage, now.timestamp() - (grace or timedelta(0)).total_seconds(),
                             dry_run, report)
     return report
+
+
+def _examine(storage: StorageBackend, key: str, doomed: Callable[[StoredRecord], bool],
+             dry_run: bool, report: GcReport) -> None:
+    try:
+        record = describe(storage, key)
+    except FileNotFoundError:  # deleted since it was listed
+        return
+    report.examined += 1
+    if record.metadata is None:
+        report.unreadable.append(key)
+    elif doomed(record) and (dry_run or _delete_if(storage, key, doomed)):
+        report.removed.append(key)
+        report.removed_bytes += record.size or 0
 
 
 def _delete_if(storage: StorageBackend, key: str, doomed: Callable[[StoredRecord], bool]) -> bool:
@@ -246,8 +375,11 @@ def _collect_temp_files(storage: StorageBackend, cutoff: float, dry_run: bool,
         return
     for path in lister():
         try:
-            st = os.stat(path)
+            st = os.stat(path, follow_symlinks=False)  # a planted link is removed, not followed
         except FileNotFoundError:  # its writer finished or cleaned up
+            continue
+        except OSError as exc:
+            _skip(report.skipped, path, exc)
             continue
         if st.st_mtime > cutoff:
             continue
@@ -257,11 +389,12 @@ def _collect_temp_files(storage: StorageBackend, cutoff: float, dry_run: bool,
             except FileNotFoundError:
                 continue
             except OSError as exc:
-                raise StorageError(f"{storage.type_slug}: could not remove the orphaned temp "
-                                   f"file {path}: {exc}") from exc
+                _skip(report.skipped, path, f"is an orphaned temp file that could not be "
+                                            f"removed: {exc.strerror or exc}", failed=True)
+                continue
         report.temp_files.append(path)
         report.temp_bytes += st.st_size
 
 
-__all__ = ["GcReport", "StoredRecord", "describe", "gc", "parse_duration", "records", "remove",
-           "remove_prefix"]
+__all__ = ["GcReport", "RecordListing", "Removed", "SkippedEntry", "StoredRecord", "describe", "gc",
+           "parse_duration", "printable", "records", "remove", "remove_prefix", "skipped_summary"]

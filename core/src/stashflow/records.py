@@ -25,18 +25,23 @@ key is configured) the signature have been checked.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import io
 import mmap
 import struct
+import tempfile
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from .exceptions import ResultCorrupted, ResultSignatureError, SerializationError
+from .exceptions import (
+    DecodeLimitExceeded,
+    ResultCorrupted,
+    ResultSignatureError,
+    SerializationError,
+)
 
 MAGIC = b"\x89SFR"
 FORMAT_VERSION = 1
@@ -49,8 +54,10 @@ ZERO_SIG = bytes(_SIG_SIZE)
 MAX_HEADER = _FIXED.size + 255 + _CRC.size
 PEEK_BYTES = 64 * 1024  # one read takes the whole record when it is this small
 SPILL_BYTES = 1024 * 1024  # a streaming serializer's output is buffered up to this much
-STREAM_BYTES = 8 * 1024 * 1024  # bigger payloads are verified in place, then streamed
+STREAM_BYTES = 8 * 1024 * 1024  # bigger payloads are verified first, then streamed
 _WINDOW = 16 * 1024 * 1024  # verify big payloads this much at a time
+_COPY_BUFFER = 4 * 1024 * 1024  # the private copy of a big payload moves this much at a time
+_LOAD_BUFFER = 1024 * 1024  # a streaming load reads the payload through this buffer
 
 
 @dataclass(frozen=True)
@@ -279,56 +286,149 @@ def verify_payload(meta: RecordMetadata, head: bytes, payload: bytes | memoryvie
         raise ResultCorrupted(key, "payload digest mismatch")
 
 
-def _verify_stream(meta: RecordMetadata, head: bytes, file: IO[bytes],
-                   signing_key: bytes | None, key: str | None) -> None:
-    """Check a big payload in place: mmap windows where possible, else chunked reads."""
+def _verify_mapped(meta: RecordMetadata, head: bytes, file: IO[bytes],
+                   signing_key: bytes | None, key: str | None) -> bool:
+    """Check a big payload in place through mmap windows; False if `file` cannot be mapped."""
+    try:
+        mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return False  # not a regular file (a pipe, a remote file)
     digest = _xxh3()
     sha = hashlib.sha256() if signing_key is not None else None
     start, end = meta.header_size, meta.header_size + meta.size
-    mapped = None
-    # Not a regular file (a pipe, a remote file): chunked reads below.
-    with contextlib.suppress(AttributeError, OSError, ValueError, io.UnsupportedOperation):
-        mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    if len(mapped) < end:
+        mapped.close()
+        raise ResultCorrupted(key, f"truncated payload: the record is {len(mapped)} bytes but its "
+                                   f"header says {end}")
     dontneed = getattr(mmap, "MADV_DONTNEED", None)
-    if mapped is not None:
-        with mapped:
-            view = memoryview(mapped)
-            try:
-                for window in range(0, end, _WINDOW):
-                    lo, hi = max(window, start), min(window + _WINDOW, end)
-                    if lo >= hi:
-                        continue
-                    chunk = view[lo:hi]
-                    digest.update(chunk)
-                    if sha is not None:
-                        sha.update(chunk)
-                    chunk.release()
-                    if dontneed is not None:
-                        # Drop the window from our resident set; the page cache keeps it.
-                        mapped.madvise(dontneed, window, min(_WINDOW, len(mapped) - window))
-            finally:
-                view.release()
-    else:
-        file.seek(start)
-        buf = bytearray(1024 * 1024)
-        remaining = meta.size
-        while remaining:
-            n = file.readinto(memoryview(buf)[: min(len(buf), remaining)])
-            if not n:
-                break
-            digest.update(memoryview(buf)[:n])
-            if sha is not None:
-                sha.update(memoryview(buf)[:n])
-            remaining -= n
+    with mapped:
+        view = memoryview(mapped)
+        try:
+            for window in range(0, end, _WINDOW):
+                lo, hi = max(window, start), min(window + _WINDOW, end)
+                if lo >= hi:
+                    continue
+                chunk = view[lo:hi]
+                digest.update(chunk)
+                if sha is not None:
+                    sha.update(chunk)
+                chunk.release()
+                if dontneed is not None:
+                    # Drop the window from our resident set; the page cache keeps it.
+                    mapped.madvise(dontneed, window, min(_WINDOW, len(mapped) - window))
+        finally:
+            view.release()
+    _check_digests(meta, head, digest, sha, signing_key, key)
+    return True
+
+
+def _check_digests(meta: RecordMetadata, head: bytes, digest: Any, sha: Any,
+                   signing_key: bytes | None, key: str | None) -> None:
     if signing_key is not None:
         _check_signature(meta, head, sha.digest(), signing_key, key)
     if digest.hexdigest() != meta.digest:
         raise ResultCorrupted(key, "payload digest mismatch")
 
 
+def _private_copy(meta: RecordMetadata, head: bytes, file: IO[bytes],
+                  signing_key: bytes | None, key: str | None) -> IO[bytes]:
+    """The payload copied into an unlinked temp file of our own, verified on the way.
+
+    What is decoded afterwards is this copy: bytes nobody else can change once
+    their digest and signature have been checked. Re-reading the record instead
+    would let a writer without the key swap the payload between the check and
+    the decode. Memory stays flat (one buffer); the copy lives in TMPDIR.
+    """
+    tmp = tempfile.TemporaryFile(prefix="stashflow-verified-")  # noqa: SIM115 - the caller closes it
+    try:
+        digest = _xxh3()
+        sha = hashlib.sha256() if signing_key is not None else None
+        file.seek(meta.header_size)
+        buf = bytearray(_COPY_BUFFER)
+        view = memoryview(buf)
+        remaining = meta.size
+        while remaining:
+            n = file.readinto(view[: min(len(buf), remaining)])
+            if not n:
+                raise ResultCorrupted(key, f"truncated payload ({meta.size - remaining} of "
+                                           f"{meta.size} bytes)")
+            chunk = view[:n]
+            digest.update(chunk)
+            if sha is not None:
+                sha.update(chunk)
+            tmp.write(chunk)
+            remaining -= n
+        _check_digests(meta, head, digest, sha, signing_key, key)
+        tmp.seek(0)
+        return tmp
+    except BaseException:
+        tmp.close()
+        raise
+
+
+class PayloadReader(io.RawIOBase):
+    """A read-only, seekable file over exactly a record's payload.
+
+    Position 0 is the first payload byte and `seek(0, 2)` its end: a serializer
+    that seeks (a Parquet footer, a zip directory) never sees header bytes.
+    """
+
+    def __init__(self, file: IO[bytes], start: int, size: int):
+        super().__init__()
+        self._file, self._start, self._size = file, start, size
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            pos = offset
+        elif whence == io.SEEK_CUR:
+            pos = self._pos + offset
+        elif whence == io.SEEK_END:
+            pos = self._size + offset
+        else:
+            raise ValueError(f"invalid whence ({whence!r})")
+        if pos < 0:
+            raise ValueError(f"negative seek position {pos}")
+        self._pos = pos
+        return pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        n = min(len(view), self._size - self._pos)
+        if n <= 0:
+            return 0
+        self._file.seek(self._start + self._pos)
+        got = self._file.readinto(view[:n]) or 0
+        self._pos += got
+        return got
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+
+def payload_file(file: IO[bytes], start: int, size: int) -> IO[bytes]:
+    """What a serializer's `load` receives: a buffered PayloadReader."""
+    return io.BufferedReader(PayloadReader(file, start, size), buffer_size=_LOAD_BUFFER)
+
+
 def _deserialize(call, key: str | None, serializer) -> Any:
     try:
         return call()
+    except DecodeLimitExceeded as exc:
+        raise DecodeLimitExceeded(f"the record at key {key!r} was not decoded: {exc}") from exc
     except Exception as exc:
         raise SerializationError(
             f"the record at key {key!r} is intact but serializer {serializer.type!r} could not "
@@ -384,11 +484,13 @@ def _check_size(total: int, end: int, key: str | None) -> None:
 
 
 def read_record(file: IO[bytes], key: str | None, choose_serializer, *,
-                signing_key: bytes | None = None) -> ResultRecord:
+                signing_key: bytes | None = None, private: bool = False) -> ResultRecord:
     """Read, verify, then deserialize one record from `file` (positioned at 0).
 
     `choose_serializer(metadata)` returns the Serializer to use or raises; it is
     called after the header is checked and before any payload byte is decoded.
+    Only verified bytes are decoded: small payloads from memory, big ones from a
+    private copy when `signing_key` is given or `private` is true.
     """
     first = file.read(PEEK_BYTES)
     meta = parse_header(first, key)
@@ -412,6 +514,14 @@ def read_record(file: IO[bytes], key: str | None, choose_serializer, *,
         payload = memoryview(record)[hsize:end]
         verify_payload(meta, head, payload, signing_key, key)
         return ResultRecord(_deserialize(lambda: serializer.loads(payload), key, serializer), meta)
-    _verify_stream(meta, head, file, signing_key, key)
-    file.seek(hsize)
-    return ResultRecord(_deserialize(lambda: serializer.load(file), key, serializer), meta)
+    # A big payload for a streaming serializer. With a signing key (or a trusted-only
+    # store) the bytes decoded must be the bytes verified: a private copy. Otherwise
+    # the digest guards against corruption only, and a local file is verified in place.
+    if private or signing_key is not None or not _verify_mapped(meta, head, file, signing_key, key):
+        with _private_copy(meta, head, file, signing_key, key) as copy:
+            return ResultRecord(_load(serializer, copy, 0, meta.size, key), meta)
+    return ResultRecord(_load(serializer, file, hsize, meta.size, key), meta)
+
+
+def _load(serializer, file: IO[bytes], start: int, size: int, key: str | None) -> Any:
+    return _deserialize(lambda: serializer.load(payload_file(file, start, size)), key, serializer)

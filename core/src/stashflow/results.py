@@ -9,7 +9,13 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from .exceptions import ResultCorrupted, ResultNotFound, SerializerNotFound, UntrustedSerializer
+from .exceptions import (
+    ResultCorrupted,
+    ResultNotFound,
+    SerializerNotFound,
+    StorageEntryRefused,
+    UntrustedSerializer,
+)
 from .keys import validate_key
 from .records import RecordMetadata, ResultRecord, read_header, read_record, write_record
 from .serializers import Serializer, resolve_serializer
@@ -47,11 +53,13 @@ class ResultStore:
     STASHFLOW_RESULTS_DEFAULT_SERIALIZER); reading uses whatever installed
     serializer a record names, limited to `trusted_serializers` when given.
     `plugins`: a pluggy PluginManager to take names from instead of the
-    process-wide one. `signing_key`: defaults to STASHFLOW_RESULTS_SIGNING_KEY.
+    process-wide one. `trusted_serializers`: the serializers records may be
+    decoded with (default: STASHFLOW_RESULTS_TRUSTED_SERIALIZERS; None: every
+    installed one). `signing_key`: defaults to STASHFLOW_RESULTS_SIGNING_KEY.
     """
 
     def __init__(self, storage: Any = None, serializer: str | Serializer | None = None,
-                 plugins: Any = None, *, trusted_serializers: Iterable[str] | None = None,
+                 plugins: Any = None, *, trusted_serializers: Iterable[str] | None = _UNSET,
                  signing_key: str | bytes | None = _UNSET):
         from . import plugins as _plugins
 
@@ -61,14 +69,16 @@ class ResultStore:
         self.serializer: Serializer | None = (
             None if serializer is None else resolve_serializer(serializer, self.registry)
         )
+        from . import settings
+
+        if trusted_serializers is _UNSET:
+            trusted_serializers = settings.get("STASHFLOW_RESULTS_TRUSTED_SERIALIZERS")
         if isinstance(trusted_serializers, str):  # one name, not its letters
             trusted_serializers = [trusted_serializers]
         self.trusted_serializers = (
             None if trusted_serializers is None else frozenset(trusted_serializers)
         )
         if signing_key is _UNSET:
-            from . import settings
-
             signing_key = settings.get("STASHFLOW_RESULTS_SIGNING_KEY")
         if isinstance(signing_key, str):
             signing_key = signing_key.encode("utf-8")
@@ -116,6 +126,15 @@ class ResultStore:
         if self._write_serializer is None:
             self._write_serializer = resolve_serializer(None, self.registry)
         return self._write_serializer
+
+    def check_round_trip(self) -> None:
+        """UntrustedSerializer if this store writes records that it refuses to read back."""
+        writer = self._writer()
+        if self.trusted_serializers is not None and writer.type not in self.trusted_serializers:
+            raise UntrustedSerializer(
+                None, writer.type, self.trusted_serializers,
+                "results written with it could never be read back; choose a trusted "
+                "result_serializer (or STASHFLOW_RESULTS_DEFAULT_SERIALIZER)")
 
     def write(self, key: str, obj: Any, expiration: datetime | timedelta | float | None = None
               ) -> RecordMetadata:
@@ -177,7 +196,8 @@ class ResultStore:
         except FileNotFoundError:
             raise ResultNotFound(key, self.storage) from None
         with f:
-            return read_record(f, key, self._choose(key), signing_key=self._key_for(key))
+            return read_record(f, key, self._choose(key), signing_key=self._key_for(key),
+                               private=self.trusted_serializers is not None)
 
     def read(self, key: str) -> Any:
         """The value stored at `key`; ResultNotFound if absent or expired."""
@@ -201,7 +221,7 @@ class ResultStore:
         """True if a record at `key` has a sound, unexpired header (the payload is not read)."""
         try:
             return not self.read_metadata(key).is_expired()
-        except (ResultNotFound, ResultCorrupted):
+        except (ResultNotFound, ResultCorrupted, StorageEntryRefused):
             return False
 
     def delete(self, key: str) -> None:

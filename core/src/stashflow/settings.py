@@ -62,6 +62,37 @@ def _parse_names(value: str) -> frozenset[str]:
     return frozenset(part.strip() for part in value.split(",") if part.strip())
 
 
+def _parse_optional_names(value: str) -> frozenset[str] | None:
+    return _parse_names(value) or None  # unset: no restriction
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
+               "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4,
+               "tb": 1000**4, "tib": 1024**4}
+
+
+def parse_size(value: str) -> int:
+    """A byte count from `1073741824`, `512MiB`, `1GiB`, `2 GB`."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", value)
+    unit = match and _SIZE_UNITS.get(match.group(2).lower())
+    if not match or unit is None:
+        raise ValueError("expected a size such as 1073741824, 512MiB or 1GiB")
+    size = int(float(match.group(1)) * unit)
+    if size <= 0:
+        raise ValueError("expected a size above zero")
+    return size
+
+
+def _parse_ratio(value: str) -> float:
+    try:
+        ratio = float(value)
+    except ValueError:
+        raise ValueError("expected a number such as 1000") from None
+    if not ratio >= 1 or ratio == float("inf"):
+        raise ValueError("expected a finite number of at least 1")
+    return ratio
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -91,6 +122,13 @@ SETTINGS: dict[str, Setting] = {
         Setting("STASHFLOW_RESULTS_SIGNING_KEY", lambda: "", _parse_optional_str,
                 "HMAC key: records are signed, and unsigned or tampered ones refused.",
                 secret=True),
+        Setting("STASHFLOW_RESULTS_TRUSTED_SERIALIZERS", lambda: "", _parse_optional_names,
+                "Comma-separated serializer names records may be decoded with (unset: all "
+                "installed); records naming any other are refused before decoding."),
+        Setting("STASHFLOW_RESULTS_MAX_DECOMPRESSED_SIZE", lambda: "1GiB", parse_size,
+                "Largest value a compressed record may expand to (bytes, or 512MiB, 1GiB...)."),
+        Setting("STASHFLOW_RESULTS_MAX_COMPRESSION_RATIO", lambda: "1000", _parse_ratio,
+                "Largest expansion of a compressed record over its stored size (past 16 MiB)."),
         Setting("STASHFLOW_DISABLE_PLUGINS", lambda: "", _parse_names,
                 "Comma-separated entry-point or distribution names not to load."),
     )
@@ -227,8 +265,9 @@ def _write_profiles(data: dict) -> None:
     except (UnicodeEncodeError, ValueError) as exc:
         raise SettingsError(f"cannot store these settings in a profile: {exc}") from None
     path = profiles_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    from ._files import atomic_write_private
+    from ._files import atomic_write_private, make_private_dir
+
+    make_private_dir(path.parent)
 
     _profile_cache = None
     atomic_write_private(path, encoded)

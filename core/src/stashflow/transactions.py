@@ -23,7 +23,13 @@ from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
 
-from .exceptions import LockNotHeld
+from .exceptions import (
+    RECORD_UNUSABLE,
+    LockNotHeld,
+    ResultCorrupted,
+    ResultNotFound,
+    StorageEntryRefused,
+)
 from .keys import validate_key
 from .locks import Keepalive, LockManager, new_holder, resolve_lock_manager, storage_location
 
@@ -37,6 +43,9 @@ def _log():
 
     return logging.getLogger("stashflow.transactions")
 
+
+# What makes a record found on entering unusable (it is then treated as absent).
+_UNUSABLE = (ResultNotFound, *RECORD_UNUSABLE)
 
 _current: ContextVar[Transaction | None] = ContextVar("stashflow_transaction", default=None)
 _NOTHING: Any = object()
@@ -126,11 +135,11 @@ class Transaction:
         """True if a valid record is at the key (and not `overwrite`) or this one committed."""
         if self._state == COMMITTED:
             return True
-        if self.overwrite or self.key is None:
+        if self.key is None:
             return False
         if self._state == PENDING:
-            return self._store().is_valid(self.key)
-        return self._found
+            return not self.overwrite and self._store().is_valid(self.key)
+        return self._found  # with overwrite: only a record refreshed while we waited
 
     def is_staged(self) -> bool:
         """True if a value is staged and waiting for commit."""
@@ -150,12 +159,28 @@ class Transaction:
     # -- data ---------------------------------------------------------------------------
 
     def read(self) -> Any:
-        """The committed value at the key (ResultNotFound if there is none)."""
+        """The committed value at the key (ResultNotFound if there is none).
+
+        A record that cannot be used - corrupt, wrongly signed, untrusted,
+        undecodable, expired or deleted since entering - raises, and the
+        transaction then counts it as absent: `is_committed()` turns False and a
+        staged value is written over it on commit. Under SERIALIZABLE the lock is
+        still held at that point, so exactly one of many concurrent callers
+        repairs the record and the others read the repaired one.
+        """
         if self._found_in is not None and self._found_in._state == STAGED:
             return self._found_in._staged  # written when the outermost transaction commits
         if self.key is None:
             raise ValueError("this transaction has no key to read")
-        return self._store().read(self.key)
+        try:
+            value = self._store().read(self.key)
+        except _UNUSABLE:
+            if self._state in (ACTIVE, STAGED):
+                self._found = False
+            raise
+        if self._found and self._state in (ACTIVE, STAGED):
+            self._release_lock()  # the value is read: nothing will be written, let the others in
+        return value
 
     def stage(self, value: Any, on_commit: Hook | Iterable[Hook] | None = None,
               on_rollback: Hook | Iterable[Hook] | None = None) -> None:
@@ -226,17 +251,32 @@ class Transaction:
 
     def _begin(self) -> None:
         store = self._store()
+        before = None
         if self.isolation_level == SERIALIZABLE:
+            if self.overwrite:
+                before = self._header()  # to tell a record refreshed by someone we waited for
             self._take_lock()
         if not self.overwrite:
             self._found_in = self._pending_in_tree(
                 lambda t: t._state == STAGED and t._staged is not _NOTHING and not t._found)
             self._found = self._found_in is not None or store.is_valid(self.key)
-        if self._found:
-            self._release_lock()  # nothing will be written: let the others read
         elif self._lease is not None:
-            # The body runs: keep the lock alive however long it takes.
+            after = self._header()
+            # Another overwriting caller wrote while we waited for the lock: theirs is the
+            # fresh record, and running the body again would only replace it.
+            self._found = after is not None and after != before and not after.is_expired()
+        if self._found_in is not None:
+            self._release_lock()  # the value is in memory: let the others read
+        elif self._lease is not None:
+            # Keep the lock while the body runs, or until the record found is read: a
+            # record that turns out unusable is repaired under the lock (see read()).
             self._keeper = Keepalive(self.lock_manager, self.key, self.holder, self._lease)
+
+    def _header(self) -> Any:
+        try:
+            return self._store().read_metadata(self.key)
+        except (ResultNotFound, ResultCorrupted, StorageEntryRefused):
+            return None
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
         self._exited = True

@@ -2,11 +2,14 @@
 
 import importlib.util
 import json
+import subprocess
+import sys
+import textwrap
 import zlib
 
 import pytest
 from stashflow import ResultStore
-from stashflow.exceptions import SerializationError
+from stashflow.exceptions import DecodeLimitExceeded, SerializationError
 from stashflow.plugins import get_registry
 from stashflow_compressed import (
     CODECS,
@@ -98,7 +101,106 @@ def test_json_refuses_what_it_cannot_encode():
         CompressedJSONSerializer().dumps({1, 2})
 
 
-@pytest.mark.skipif(importlib.util.find_spec("zstandard") is not None, reason="zstandard installed")
-def test_zstd_without_zstandard_says_what_to_install():
+def test_zstd_without_zstandard_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "zstandard", None)  # as if not installed
     with pytest.raises(SerializationError, match=r"stashflow-compressed-json\[zstd\]"):
         CompressedJSONSerializer(codec="zstd").dumps([1])
+
+
+# -- bounded decompression ----------------------------------------------------------------
+
+
+def _bomb(codec: str, size: int) -> bytes:
+    """A payload (tag + stream) that decompresses to `size` zero bytes, built in pieces."""
+    chunk = bytes(1024 * 1024)
+    if codec == "zlib":
+        packer = zlib.compressobj(9)
+    elif codec == "zstd":
+        import zstandard
+
+        packer = zstandard.ZstdCompressor(level=19).compressobj()
+    else:
+        module = __import__(codec)
+        packer = module.BZ2Compressor(9) if codec == "bz2" else module.LZMACompressor()
+    parts = [packer.compress(chunk) for _ in range(size // len(chunk))]
+    parts.append(packer.flush())
+    return bytes([CODECS[codec][0]]) + b"".join(parts)
+
+
+class _Raw(CompressedJSONSerializer):
+    """Writes a prepared payload as a compressed/json record."""
+
+    def dumps(self, obj):
+        return obj
+
+
+def test_a_decompression_bomb_is_refused_with_a_typed_error_and_bounded_memory(tmp_path):
+    bomb = _bomb("zlib", 256 * 1024 * 1024)
+    assert len(bomb) < 300 * 1024  # a 255 KiB record claiming 256 MiB: over 1000:1
+    ResultStore(tmp_path, _Raw()).write("bomb", bomb)
+    script = textwrap.dedent("""
+        import json, sys
+        from stashflow import ResultStore
+        from stashflow.exceptions import DecodeLimitExceeded
+        def peak():  # VmHWM: this process's own peak RSS
+            with open("/proc/self/status") as f:
+                return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:"))
+        store = ResultStore(sys.argv[1])
+        store.read_metadata("bomb")
+        base = peak()
+        try:
+            store.read("bomb")
+            error = None
+        except DecodeLimitExceeded as exc:
+            error = str(exc)
+        print(json.dumps({"error": error, "growth": peak() - base}))
+    """)
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert "STASHFLOW_RESULTS_MAX_COMPRESSION_RATIO" in got["error"] and "'bomb'" in got["error"]
+    # decoding stopped at the ratio's limit: it never held the 256 MiB the bomb claims
+    assert got["growth"] <= 1000 * len(bomb) + 16 * 1024 * 1024, got
+
+
+@pytest.mark.parametrize("codec", CODEC_NAMES)
+def test_every_codec_stops_at_the_size_limit(codec, tmp_path, monkeypatch):
+    monkeypatch.setenv("STASHFLOW_RESULTS_MAX_DECOMPRESSED_SIZE", "4MiB")
+    store = ResultStore(tmp_path, _Raw())
+    store.write("big", _bomb(codec, 8 * 1024 * 1024))
+    with pytest.raises(DecodeLimitExceeded, match="4194304"):
+        ResultStore(tmp_path).read("big")
+
+
+@pytest.mark.parametrize("codec", CODEC_NAMES)
+def test_limits_can_be_raised_per_serializer(codec):
+    ser = CompressedJSONSerializer(codec=codec, max_decompressed_size=1024)
+    data = ser.dumps("x" * 5000)
+    with pytest.raises(DecodeLimitExceeded):
+        ser.loads(data)
+    assert CompressedJSONSerializer(codec=codec, max_decompressed_size=10_000).loads(data) == "x" * 5000
+
+
+def test_very_repetitive_small_values_are_not_mistaken_for_bombs(tmp_path):
+    zeros = [0] * 3_000_000  # 6 MB of JSON, compressed well past 1000:1
+    store = ResultStore(tmp_path, CompressedJSONSerializer(codec="bz2"))
+    store.write("zeros", zeros)
+    assert store.storage.stat("zeros")["size"] * 1000 < 6_000_000
+    assert ResultStore(tmp_path).read("zeros") == zeros
+
+
+@pytest.mark.parametrize("codec", CODEC_NAMES)
+def test_a_truncated_stream_is_a_serialization_error(codec):
+    data = CompressedJSONSerializer(codec=codec).dumps(ROWS)
+    with pytest.raises(SerializationError):
+        CompressedJSONSerializer().loads(data[: len(data) // 2])
+
+
+def test_the_limits_are_settings_listed_by_config_view():
+    from click.testing import CliRunner
+    from stashflow.cli import main
+
+    out = CliRunner().invoke(main, ["config", "view"]).output
+    assert "STASHFLOW_RESULTS_MAX_DECOMPRESSED_SIZE=1073741824" in out
+    assert "STASHFLOW_RESULTS_MAX_COMPRESSION_RATIO=1000" in out

@@ -19,7 +19,8 @@ from .templates import KeyTemplate
 _ENV = ("STASHFLOW_HOME", "STASHFLOW_PROFILE", "STASHFLOW_RESULTS_PERSIST_BY_DEFAULT",
         "STASHFLOW_DEFAULT_RESULT_STORAGE_BLOCK", "STASHFLOW_RESULTS_DEFAULT_SERIALIZER",
         "STASHFLOW_LOCAL_STORAGE_PATH", "STASHFLOW_TASKS_REFRESH_CACHE",
-        "STASHFLOW_RESULTS_SIGNING_KEY", "STASHFLOW_DISABLE_PLUGINS")
+        "STASHFLOW_RESULTS_SIGNING_KEY", "STASHFLOW_RESULTS_TRUSTED_SERIALIZERS",
+        "STASHFLOW_DISABLE_PLUGINS")
 _CACHE_LIMIT = 64
 
 
@@ -70,8 +71,10 @@ def get_store(storage: Any, serializer: Any, stamp: tuple) -> Any:
 
         if len(_stores) >= _CACHE_LIMIT:
             _stores.clear()
+        store = ResultStore(storage, serializer)
+        store.check_round_trip()  # a task must not write what it would refuse to read
         # Keep the specs referenced so that an id() in the cache key is never reused.
-        found = _stores[cache_key] = (ResultStore(storage, serializer), storage, serializer)
+        found = _stores[cache_key] = (store, storage, serializer)
     return found[0]
 
 

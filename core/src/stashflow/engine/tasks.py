@@ -22,7 +22,7 @@ from datetime import timedelta
 from typing import Any
 
 from ..cache_policies import DEFAULT, NO_CACHE, CachePolicy
-from ..exceptions import ResultCorrupted, ResultNotFound, SerializationError
+from ..exceptions import RECORD_UNUSABLE, ResultNotFound
 from ..keys import validate_key
 from .context import FlowRun, TaskRun, TaskRunContext, flow_run_var, task_run_var
 from .futures import CACHED, COMPLETED, FAILED, FutureList, State, TaskRunFuture, resolve_futures
@@ -393,7 +393,7 @@ class Task:
             return (store.read_record(key).value,)
         except ResultNotFound:  # absent, or expired
             return None
-        except (ResultCorrupted, SerializationError) as exc:
+        except RECORD_UNUSABLE as exc:
             warnings.warn(f"task {self.name!r}: cached record {key!r} is unusable, running the "
                           f"task again and overwriting it: {exc}", CacheWarning, stacklevel=2)
             return None
@@ -412,7 +412,7 @@ class Task:
                 if txn.is_committed():  # a header check, or a value staged in this tree
                     try:
                         value, cached = txn.read(), True
-                    except (ResultNotFound, ResultCorrupted, SerializationError) as exc:
+                    except (ResultNotFound, *RECORD_UNUSABLE) as exc:
                         warnings.warn(f"task {self.name!r}: cached record {key!r} is unusable, "
                                       f"running the task again: {exc}", CacheWarning,
                                       stacklevel=2)

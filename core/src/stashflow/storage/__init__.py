@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
+from .._files import make_dirs
 from ..blocks import Block
 from ..exceptions import StorageError, StorageNotFound
 from ..keys import RESERVED_PREFIX
@@ -110,6 +111,14 @@ class StorageBackend(Block):
             spool.seek(0)
             # Small records as bytes, which every backend takes; big ones as a file.
             self.write(key, spool.read() if size <= SPOOL_BYTES else spool)
+
+    def list_entries(self, prefix: str = "") -> Iterator[tuple[str, str | None]]:
+        """`list` for maintenance: (key, None) per record, (name, why) per entry that is none.
+
+        The default reports nothing but records; local disk also reports the links,
+        FIFOs and sockets it will not follow or open, and names as found.
+        """
+        return ((key, None) for key in self.list(prefix))
 
     def stat(self, key: str) -> dict[str, Any]:
         """At least {"size": int}; {"mtime": float} where the backend knows it."""
@@ -290,4 +299,5 @@ def resolve_storage(spec: Any, registry=None) -> StorageBackend:
     )
 
 
-__all__ = ["FsspecStorageBackend", "StorageBackend", "clean_folder", "default_storage", "resolve_storage"]
+__all__ = ["FsspecStorageBackend", "StorageBackend", "clean_folder", "default_storage", "make_dirs",
+           "resolve_storage"]

@@ -36,12 +36,12 @@ __all__ = [
     "isolated_plugins", "result_store", "stashflow_home",
 ]
 
-_SETTINGS_ENV = (
-    "STASHFLOW_PROFILE", "STASHFLOW_RESULTS_PERSIST_BY_DEFAULT",
-    "STASHFLOW_DEFAULT_RESULT_STORAGE_BLOCK", "STASHFLOW_RESULTS_DEFAULT_SERIALIZER",
-    "STASHFLOW_LOCAL_STORAGE_PATH", "STASHFLOW_TASKS_REFRESH_CACHE",
-    "STASHFLOW_RESULTS_SIGNING_KEY", "STASHFLOW_DISABLE_PLUGINS", "STASHFLOW_TRACE_PLUGINS",
-)
+def _settings_env() -> tuple[str, ...]:
+    """Every setting's variable but STASHFLOW_HOME (set by the fixture), and the profile's."""
+    from ..settings import PROFILE_ENV, SETTINGS
+
+    return (PROFILE_ENV, "STASHFLOW_TRACE_PLUGINS",
+            *(name for name in SETTINGS if name != "STASHFLOW_HOME"))
 
 
 def _forget_process_state() -> None:
@@ -56,7 +56,7 @@ def stashflow_home(tmp_path, monkeypatch):
     home = tmp_path / "stashflow-home"
     home.mkdir()
     monkeypatch.setenv("STASHFLOW_HOME", str(home))
-    for name in _SETTINGS_ENV:
+    for name in _settings_env():
         monkeypatch.delenv(name, raising=False)
     _forget_process_state()
     yield home
