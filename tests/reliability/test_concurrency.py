@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import _concurrency_worker as worker
+from stashflow.maintenance import temp_keys
 from stashflow.results import ResultStore
 
 WORKER = Path(__file__).with_name("_concurrency_worker.py")
@@ -52,4 +53,4 @@ def test_concurrent_writers_and_readers_only_ever_see_whole_values_someone_wrote
     assert sorted(store.list()) == worker.KEYS
     for key in worker.KEYS:
         assert worker.check(key, store.read(key)) is None
-    assert list(store.storage.temp_files()) == []
+    assert list(temp_keys(store.storage)) == []

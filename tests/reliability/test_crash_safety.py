@@ -16,6 +16,7 @@ import signal
 import time
 
 from stashflow.exceptions import ResultNotFound
+from stashflow.maintenance import temp_keys
 from stashflow.results import ResultStore
 
 KEYS = ("alpha", "beta/gamma", "delta")
@@ -118,10 +119,10 @@ def test_sigkilled_writers_leave_whole_records_or_misses_and_gc_takes_their_temp
             acked[key] = max(acked.get(key, -1), version)
         _check_store(store, acked, first_version + 1000, verified)
         if kill % 10 == 9:  # the writer is dead: every temp file is an orphan
-            before = set(store.storage.temp_files())
+            before = set(temp_keys(store.storage))
             report = store.gc(temp_grace=0)
             assert sorted(report.temp_files) == sorted(before)
-            assert list(store.storage.temp_files()) == []
+            assert list(temp_keys(store.storage)) == []
             assert report.removed == []  # no record expires: gc keeps them all
             reclaimed += len(report.temp_files)
             _check_store(store, acked, first_version + 1000, verified)
@@ -137,13 +138,14 @@ def test_gc_takes_a_temp_file_only_once_it_is_older_than_the_grace_period(tmp_pa
     with store.storage.open_write("live") as f:
         f.write(b"partial")
         f.flush()
-        [tmp] = store.storage.temp_files()
+        [tmp] = temp_keys(store.storage)
+        path = tmp_path / "results" / tmp
         assert store.gc().temp_files == []  # default grace: one hour
         assert store.gc(temp_grace="10m", dry_run=True).temp_files == []
-        os.utime(tmp, (time.time() - 11 * 60,) * 2)
+        os.utime(path, (time.time() - 11 * 60,) * 2)
         assert store.gc(temp_grace="10m", dry_run=True).temp_files == [tmp]
-        assert os.path.exists(tmp)  # a dry run removes nothing
-        os.utime(tmp, None)  # the writer wrote again: live
+        assert path.exists()  # a dry run removes nothing
+        os.utime(path, None)  # the writer wrote again: live
         assert store.gc(temp_grace="10m").temp_files == []
     assert store.storage.read("live") == b"partial"
-    assert list(store.storage.temp_files()) == []
+    assert list(temp_keys(store.storage)) == []

@@ -14,6 +14,7 @@ import resource
 import signal
 
 import pytest
+from stashflow.maintenance import temp_keys
 from stashflow.results import ResultStore
 
 LIMIT = 4 * 1024 * 1024
@@ -80,7 +81,7 @@ def test_a_write_failing_part_way_raises_storage_error_and_keeps_the_old_record(
     assert (root / key).read_bytes() == before
     assert store.read(key) == "the previous value"
     assert _files(root) == [key]  # no partial record, no temp file
-    assert list(store.storage.temp_files()) == []
+    assert list(temp_keys(store.storage)) == []
 
 
 def test_a_small_write_under_the_limit_still_succeeds_in_the_limited_child(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from stashflow.cli import main
 from stashflow.exceptions import StashflowError
-from stashflow.maintenance import gc, parse_duration
+from stashflow.maintenance import gc, parse_duration, temp_keys
 from stashflow.records import write_record
 from stashflow.results import ResultStore
 from stashflow.serializers import resolve_serializer
@@ -116,7 +116,7 @@ def test_gc_dry_run_reports_everything_and_deletes_nothing(store, tmp_path):
     write_aged(store, "old", 1, timedelta(days=30))
     with store.storage.open_write("orphan-maker") as f:
         f.write(b"half")
-        [tmp] = store.storage.temp_files()
+        [tmp] = temp_keys(store.storage)
         before = files(tmp_path / "results")
         report = store.gc(older_than="7d", dry_run=True, temp_grace=0)
         assert report.dry_run and sorted(report.removed) == ["old", "stale"]

@@ -18,6 +18,18 @@ from .exceptions import InvalidResultKey
 MAX_KEY_BYTES = 1024  # S3's and GCS's object-name limit
 MAX_SEGMENT_BYTES = 255  # common file-name limit (ext4, APFS, NTFS)
 RESERVED_PREFIX = ".stashflow"  # temp files and lock files; never a user key
+TEMP_PREFIX = f"{RESERVED_PREFIX}-tmp-"  # a backend's staged write: `<dir>/.stashflow-tmp-...`
+
+
+def is_internal(key: str) -> bool:
+    """True for stashflow's own keys (lock records, temp files): a segment starts with .stashflow."""
+    return RESERVED_PREFIX in key and any(
+        part.startswith(RESERVED_PREFIX) for part in key.split("/"))
+
+
+def is_temp(key: str) -> bool:
+    """True for a temp file a backend staged a write in (its last segment says so)."""
+    return key.rpartition("/")[2].startswith(TEMP_PREFIX)
 
 _PLAIN = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*(?:/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)*")
 

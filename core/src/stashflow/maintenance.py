@@ -14,7 +14,6 @@ regular files are never opened.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from .exceptions import (
     StorageEntryRefused,
     StorageError,
 )
-from .keys import validate_key
+from .keys import is_internal, is_temp, validate_key
 from .records import RecordMetadata, read_header
 from .storage import StorageBackend
 
@@ -184,9 +183,18 @@ def describe(storage: StorageBackend, key: str) -> StoredRecord:
         return StoredRecord(key, None, f"cannot be read: {exc}")
 
 
-def _candidates(storage: StorageBackend, prefix: str, skipped: list[SkippedEntry]) -> Iterator[str]:
-    """The valid keys under `prefix` that name a regular file; the other entries go to `skipped`."""
+def _candidates(storage: StorageBackend, prefix: str, skipped: list[SkippedEntry],
+                temps: list[str] | None = None) -> Iterator[str]:
+    """The valid keys under `prefix` that name a regular file; the other entries go to `skipped`.
+
+    stashflow's internal keys (lock records, temp files) are no records: passed over,
+    except that temp files go to `temps` when it is given.
+    """
     for name, problem in storage.list_entries(_check_prefix(prefix)):
+        if is_internal(name):
+            if temps is not None and problem is None and is_temp(name):
+                temps.append(name)
+            continue
         if problem is None:
             try:
                 yield validate_key(name)
@@ -327,7 +335,8 @@ def gc(storage: StorageBackend, *, expired: bool = True,
             return True
         return older is not None and now - record.metadata.created >= older
 
-    keys = list(_candidates(storage, prefix, report.skipped))
+    temps: list[str] = []
+    keys = list(_candidates(storage, prefix, report.skipped, temps))
     for done, key in enumerate(keys, 1):
         try:
             _examine(storage, key, doomed, dry_run, report)
@@ -335,8 +344,8 @@ def gc(storage: StorageBackend, *, expired: bool = True,
             _skip(report.skipped, key, exc)
         if progress is not None:
             progress(done, len(keys))
-    if temp_files and not prefix:
-        _collect_temp_files(storage, now.timestamp() - (grace or timedelta(0)).total_seconds(),
+    if temp_files:
+        _collect_temp_files(storage, temps, now.timestamp() - (grace or timedelta(0)).total_seconds(),
                             dry_run, report)
     return report
 
@@ -367,34 +376,44 @@ def _delete_if(storage: StorageBackend, key: str, doomed: Callable[[StoredRecord
     return True
 
 
-def _collect_temp_files(storage: StorageBackend, cutoff: float, dry_run: bool,
+def temp_keys(storage: StorageBackend, prefix: str = "") -> list[str]:
+    """The temp files under `prefix` that writers staged and have not (yet) published.
+
+    A backend that stages writes names them `.stashflow-tmp-...`; a live writer's file
+    is among them until it publishes, a dead writer's until gc takes it.
+    """
+    return sorted(key for key in storage.list(prefix) if is_temp(key))
+
+
+def _collect_temp_files(storage: StorageBackend, temps: list[str], cutoff: float, dry_run: bool,
                         report: GcReport) -> None:
-    """Remove the temp files last modified before `cutoff` (seconds since the epoch)."""
-    lister = getattr(storage, "temp_files", None)
-    if lister is None:  # the backend publishes writes atomically without temp files
-        return
-    for path in lister():
+    """Remove the temp files in `temps` last modified before `cutoff` (seconds since the epoch).
+
+    The backend's `stat` must give "mtime" for them; a backend that does not is never
+    cleaned here (its writes need no temp files, or it cleans up after itself).
+    """
+    for key in temps:
         try:
-            st = os.stat(path, follow_symlinks=False)  # a planted link is removed, not followed
+            info = storage.stat(key)
         except FileNotFoundError:  # its writer finished or cleaned up
             continue
-        except OSError as exc:
-            _skip(report.skipped, path, exc)
+        except (StashflowError, OSError) as exc:
+            _skip(report.skipped, key, exc)
             continue
-        if st.st_mtime > cutoff:
+        mtime = info.get("mtime")
+        if mtime is None or mtime > cutoff:
             continue
         if not dry_run:
             try:
-                os.unlink(path)
-            except FileNotFoundError:
+                storage.delete(key)
+            except (StashflowError, OSError) as exc:
+                _skip(report.skipped, key, f"is an orphaned temp file that could not be "
+                                           f"removed: {exc}", failed=True)
                 continue
-            except OSError as exc:
-                _skip(report.skipped, path, f"is an orphaned temp file that could not be "
-                                            f"removed: {exc.strerror or exc}", failed=True)
-                continue
-        report.temp_files.append(path)
-        report.temp_bytes += st.st_size
+        report.temp_files.append(key)
+        report.temp_bytes += info.get("size") or 0
 
 
 __all__ = ["GcReport", "RecordListing", "Removed", "SkippedEntry", "StoredRecord", "describe", "gc",
-           "parse_duration", "printable", "records", "remove", "remove_prefix", "skipped_summary"]
+           "parse_duration", "printable", "records", "remove", "remove_prefix", "skipped_summary",
+           "temp_keys"]

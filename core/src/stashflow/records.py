@@ -124,25 +124,49 @@ def _seal(head: bytearray, signing_key: bytes | None, payload_sha256: bytes | No
     return bytes(head) + _CRC.pack(zlib.crc32(head))
 
 
-class _SpillWriter:
-    """Takes a streaming serializer's output: in memory while it is small, else to `file`.
+class PayloadWriter(io.BufferedIOBase):
+    """What a streaming serializer's `dump` writes to: a write-only binary file of the payload.
 
-    Small values (the common case) become one write of header + payload. Past
-    SPILL_BYTES, a placeholder header and the bytes so far go to `file` and the
-    rest streams through, hashed on the way; the caller then patches the header.
+    `tell()` is the number of payload bytes written; it is not seekable (the
+    payload may be streaming into a multipart upload, written once, front to
+    back) and not readable. Closing it only stops further writes: the record is
+    finished by the store once `dump` returns.
+
+    Small payloads (the common case) stay in memory and become one write of header
+    + payload. Past SPILL_BYTES, a placeholder header and the bytes so far go to
+    the sink and the rest streams through, hashed on the way; the caller then
+    patches the header.
     """
 
-    __slots__ = ("chunks", "digest", "file", "length", "placeholder", "sha")
-
-    def __init__(self, file: IO[bytes], placeholder: bytes, sign: bool):
-        self.file = file
-        self.placeholder = placeholder
+    def __init__(self, sink: IO[bytes], placeholder: bytes, sign: bool):
+        super().__init__()
+        self._sink = sink
+        self._placeholder = placeholder
         self.chunks: list[bytes] | None = []
-        self.digest = None
+        self.digest: Any = None
         self.sha = hashlib.sha256() if sign else None
         self.length = 0
+        self.sink_error: BaseException | None = None  # the storage failed, not the serializer
 
-    def write(self, data) -> int:
+    def writable(self) -> bool:
+        self._check_open()
+        return True
+
+    def readable(self) -> bool:
+        self._check_open()
+        return False
+
+    def seekable(self) -> bool:
+        self._check_open()
+        return False
+
+    def tell(self) -> int:
+        self._check_open()
+        return self.length
+
+    def write(self, data: Any) -> int:
+        if self.closed:
+            raise ValueError("write to a closed file (the serializer closed it)")
         n = data.nbytes if isinstance(data, memoryview) else len(data)
         if self.chunks is not None:
             self.chunks.append(data if type(data) is bytes else bytes(data))
@@ -153,19 +177,46 @@ class _SpillWriter:
         self.digest.update(data)
         if self.sha is not None:
             self.sha.update(data)
-        self.file.write(data)
+        self._to_sink(data)
         self.length += n
         return n
+
+    def _to_sink(self, data: Any) -> None:
+        try:
+            self._sink.write(data)
+        except BaseException as exc:
+            self.sink_error = exc
+            raise
 
     def _spill(self) -> None:
         chunks, self.chunks = self.chunks, None
         self.digest = _xxh3()
-        self.file.write(self.placeholder)
+        self._to_sink(self._placeholder)
         for chunk in chunks:
             self.digest.update(chunk)
             if self.sha is not None:
                 self.sha.update(chunk)
-            self.file.write(chunk)
+            self._to_sink(chunk)
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ValueError("I/O operation on a closed file")
+
+
+def _encode_error(exc: Exception, serializer: Any, key: str | None,
+                  writer: PayloadWriter | None = None) -> BaseException:
+    """What a failure while encoding becomes: the storage's own errors as they are, the
+    serializer's as a SerializationError naming it and the key."""
+    if writer is not None and writer.sink_error is not None and (
+            exc is writer.sink_error or exc.__cause__ is writer.sink_error
+            or exc.__context__ is writer.sink_error):
+        return writer.sink_error
+    where = f" for key {key!r}" if key is not None else ""
+    detail = str(exc) if isinstance(exc, SerializationError) else f"{type(exc).__name__}: {exc}"
+    error = SerializationError(f"serializer {serializer.type!r} could not encode the value{where}: "
+                               f"{detail}")
+    error.__cause__ = exc
+    return error
 
 
 def encode_payload_header(serializer_name: str, payload: bytes | memoryview, created: datetime,
@@ -180,16 +231,24 @@ def encode_payload_header(serializer_name: str, payload: bytes | memoryview, cre
 
 
 def write_record(file: IO[bytes], obj: Any, serializer, *, created: datetime,
-                 expiration: datetime | None = None, signing_key: bytes | None = None) -> RecordMetadata:
-    """Serialize `obj` into `file` (seekable, positioned at 0) as one record."""
+                 expiration: datetime | None = None, signing_key: bytes | None = None,
+                 key: str | None = None) -> RecordMetadata:
+    """Serialize `obj` into `file` (seekable, positioned at 0) as one record.
+
+    Whatever the serializer raises becomes a SerializationError naming it and `key`
+    (the original chained); an error of `file` itself (the storage) passes unchanged.
+    """
     name = serializer.type.encode("utf-8")
     if len(name) > 255:
         raise SerializationError(f"serializer name {serializer.type!r} is longer than 255 bytes")
     payload = None
     if serializer.streaming:
         placeholder = bytes(_header(name, 0.0, 0.0, 0, bytes(16), False)) + bytes(_CRC.size)
-        writer = _SpillWriter(file, placeholder, signing_key is not None)
-        serializer.dump(obj, writer)
+        writer = PayloadWriter(file, placeholder, signing_key is not None)
+        try:
+            serializer.dump(obj, writer)
+        except Exception as exc:
+            raise _encode_error(exc, serializer, key, writer)  # noqa: B904 - the cause is set
         if writer.chunks is not None:
             chunks = writer.chunks
             payload = chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -201,11 +260,15 @@ def write_record(file: IO[bytes], obj: Any, serializer, *, created: datetime,
             file.seek(0)
             file.write(_seal(head, signing_key, sha))
     else:
-        payload = serializer.dumps(obj)
+        try:
+            payload = serializer.dumps(obj)
+        except Exception as exc:
+            raise _encode_error(exc, serializer, key)  # noqa: B904 - the cause is set
     if payload is not None:
         if not isinstance(payload, (bytes, bytearray, memoryview)):
             raise SerializationError(
                 f"serializer {serializer.type!r} returned {type(payload).__name__}, not bytes"
+                + (f" (key {key!r})" if key is not None else "")
             )
         head = encode_payload_header(serializer.type, payload, created, expiration, signing_key)
         if len(payload) <= PEEK_BYTES:

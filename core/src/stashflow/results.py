@@ -19,7 +19,7 @@ from .exceptions import (
 from .keys import validate_key
 from .records import RecordMetadata, ResultRecord, read_header, read_record, write_record
 from .serializers import Serializer, resolve_serializer
-from .storage import StorageBackend, resolve_storage
+from .storage import StorageBackend, record_keys, resolve_storage
 
 if TYPE_CHECKING:
     from .maintenance import GcReport, StoredRecord
@@ -145,7 +145,7 @@ class ResultStore:
         try:
             meta = write_record(sink, obj, self._writer(), created=now,
                                 expiration=as_expiration(expiration, now),
-                                signing_key=self._key_for(key))
+                                signing_key=self._key_for(key), key=key)
         except BaseException as exc:
             sink.abort(exc)
             raise
@@ -161,7 +161,8 @@ class ResultStore:
         now = datetime.now(UTC)
         buf = io.BytesIO()
         write_record(buf, obj, self._writer(), created=now,
-                     expiration=as_expiration(expiration, now), signing_key=self._key_for(key))
+                     expiration=as_expiration(expiration, now), signing_key=self._key_for(key),
+                     key=key)
         return self.storage.create(key, buf.getvalue())
 
     # -- reading ----------------------------------------------------------------------
@@ -234,7 +235,7 @@ class ResultStore:
             raise TypeError(f"prefix must be a str, not {prefix!r}")
         if prefix:
             validate_key(prefix.rstrip("/") or "x")
-        return self.storage.list(prefix)
+        return record_keys(self.storage, prefix)
 
     # -- managing what is stored (see stashflow.maintenance) ---------------------------
 

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from stashflow import ResultStore
 from stashflow.exceptions import ResultNotFound, SerializationError
-from stashflow.storage import resolve_storage
-from stashflow_local import TMP_PREFIX, LocalFileSystem
+from stashflow.keys import TEMP_PREFIX as TMP_PREFIX
+from stashflow.maintenance import temp_keys
+from stashflow.storage import record_keys, resolve_storage
+from stashflow_local import LocalFileSystem
 
 
 def _temp_files(root: Path) -> list[str]:
@@ -66,18 +68,20 @@ def test_delete_is_a_no_op_when_missing(fs):
     fs.delete("dir/file")
 
 
-def test_list_by_prefix_hides_temp_files(fs, tmp_path):
+def test_list_gives_everything_and_record_keys_leave_out_temp_files(fs, tmp_path):
     for key in ("a/1", "a/2", "ab", "b/c/d", "b/.hidden", "x.stashflow"):
         fs.write(key, b"v")
     (tmp_path / "root" / "a" / f"{TMP_PREFIX}123-dead").write_bytes(b"left by a crash")
-    assert sorted(fs.list()) == ["a/1", "a/2", "ab", "b/.hidden", "b/c/d", "x.stashflow"]
-    assert sorted(fs.list("a")) == ["a/1", "a/2", "ab"]
-    assert sorted(fs.list("a/")) == ["a/1", "a/2"]
+    records = ["a/1", "a/2", "ab", "b/.hidden", "b/c/d", "x.stashflow"]
+    assert sorted(fs.list()) == sorted([*records, f"a/{TMP_PREFIX}123-dead"])
+    assert sorted(record_keys(fs)) == records
+    assert sorted(record_keys(fs, "a")) == ["a/1", "a/2", "ab"]
+    assert sorted(record_keys(fs, "a/")) == ["a/1", "a/2"]
     assert list(fs.list("b/c/")) == ["b/c/d"]
     assert list(fs.list("b/c/d")) == ["b/c/d"]
     assert list(fs.list("zzz")) == []
     assert list(fs.list("zzz/")) == []
-    assert list(fs.temp_files()) == [str(tmp_path / "root" / "a" / f"{TMP_PREFIX}123-dead")]
+    assert temp_keys(fs) == [f"a/{TMP_PREFIX}123-dead"]
     assert list(LocalFileSystem(basepath=str(tmp_path / "absent")).list()) == []
 
 

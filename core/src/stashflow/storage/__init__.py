@@ -20,7 +20,7 @@ from typing import IO, Any, ClassVar
 from .._files import make_dirs
 from ..blocks import Block
 from ..exceptions import StorageError, StorageNotFound
-from ..keys import RESERVED_PREFIX
+from ..keys import RESERVED_PREFIX, is_internal
 
 BytesOrFile = bytes | bytearray | memoryview | IO[bytes]
 SPOOL_BYTES = 8 * 1024 * 1024  # records larger than this spool to a temp file, not memory
@@ -62,10 +62,11 @@ class StorageBackend(Block):
         raise NotImplementedError
 
     def list(self, prefix: str = "") -> Iterator[str]:
-        """Keys starting with `prefix` (a plain string prefix), in no set order.
+        """Every key the backend holds that starts with `prefix` (a plain string prefix).
 
-        Internal keys (under ".stashflow") are left out unless `prefix` starts with
-        ".stashflow": the "storage" lock manager lists its lock records that way.
+        In no set order, internal keys (lock records, temp files: a segment starting
+        with ".stashflow") included: core leaves those out where records are meant
+        (`record_keys`), so a backend need not know about them.
         """
         raise NotImplementedError
 
@@ -113,9 +114,9 @@ class StorageBackend(Block):
             self.write(key, spool.read() if size <= SPOOL_BYTES else spool)
 
     def list_entries(self, prefix: str = "") -> Iterator[tuple[str, str | None]]:
-        """`list` for maintenance: (key, None) per record, (name, why) per entry that is none.
+        """`list` for maintenance: (key, None) per object, (name, why) per entry that is none.
 
-        The default reports nothing but records; local disk also reports the links,
+        The default reports what `list` does; local disk also reports the links,
         FIFOs and sockets it will not follow or open, and names as found.
         """
         return ((key, None) for key in self.list(prefix))
@@ -141,6 +142,18 @@ class Spool(tempfile.SpooledTemporaryFile):
         if not self._rolled and self._file.tell() + memoryview(data).nbytes > self._max_size:
             self.rollover()
         return super().write(data)
+
+
+def record_keys(storage: StorageBackend, prefix: str = "") -> Iterator[str]:
+    """The keys of records under `prefix`: `storage.list` without stashflow's internal keys.
+
+    Internal keys (lock records, temp files) are listed only when `prefix` asks for
+    them by starting with ".stashflow", as the "storage" lock manager does.
+    """
+    keys = storage.list(prefix)
+    if prefix.startswith(RESERVED_PREFIX):
+        return keys
+    return (key for key in keys if not is_internal(key))
 
 
 def clean_folder(folder: str | None, field: str = "folder") -> str:
@@ -213,9 +226,7 @@ class FsspecStorageBackend(StorageBackend):
         cut = len(fs._strip_protocol(root).rstrip("/")) + 1
         for path in found:
             key = fs._strip_protocol(path)[cut:]
-            # Internal keys are listed only when asked for by prefix (lock records).
-            if key.startswith(prefix) and (prefix.startswith(RESERVED_PREFIX) or not any(
-                    part.startswith(RESERVED_PREFIX) for part in key.split("/"))):
+            if key.startswith(prefix):
                 yield key
 
     def create(self, key: str, data: BytesOrFile) -> bool:
@@ -300,4 +311,4 @@ def resolve_storage(spec: Any, registry=None) -> StorageBackend:
 
 
 __all__ = ["FsspecStorageBackend", "StorageBackend", "clean_folder", "default_storage", "make_dirs",
-           "resolve_storage"]
+           "record_keys", "resolve_storage"]

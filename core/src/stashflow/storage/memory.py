@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from typing import IO
 
 from ..hookspecs import hookimpl
-from ..keys import RESERVED_PREFIX
 from . import BytesOrFile, StorageBackend
 
 _spaces: dict[str, dict[str, bytes]] = {}
@@ -53,10 +52,7 @@ class MemoryStorage(StorageBackend):
         self._space.pop(key, None)
 
     def list(self, prefix: str = "") -> Iterator[str]:
-        # Internal keys (lock records) are listed only when asked for by prefix.
-        hide = not prefix.startswith(RESERVED_PREFIX)
-        return iter([k for k in list(self._space)
-                     if k.startswith(prefix) and not (hide and k.startswith(RESERVED_PREFIX))])
+        return iter([k for k in list(self._space) if k.startswith(prefix)])
 
     def create(self, key: str, data: BytesOrFile) -> bool:
         payload = _as_bytes(data)

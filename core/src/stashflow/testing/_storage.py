@@ -261,14 +261,18 @@ class StorageBackendTests:
         backend.delete("p/1")
         assert self._keys(backend, "p/") == ["p/2"]
 
-    def test_reserved_keys_are_listed_only_when_asked_for(self, backend):
-        # The "storage" lock manager keeps lease records under .stashflow/ and lists them.
+    def test_internal_keys_are_listed_by_prefix_and_kept_apart_from_records(self, backend):
+        # The "storage" lock manager keeps lease records under .stashflow/ and lists them
+        # by prefix; core leaves such keys out of record listings (a backend need not).
+        from stashflow.storage import record_keys
+
         backend.write("user/key", b"v")
         backend.write(".stashflow/locks/abc/000000000001", b"lease")
-        assert self._keys(backend) == ["user/key"]
-        assert self._keys(backend, "user/") == ["user/key"]
-        assert self._keys(backend, ".stashflow/locks/abc/") == [".stashflow/locks/abc/000000000001"]
+        assert self._keys(backend, ".stashflow/locks/abc/") == [".stashflow/locks/abc/000000000001"], (
+            "list('.stashflow/locks/abc/') must return the internal keys under that prefix")
         assert ".stashflow/locks/abc/000000000001" in self._keys(backend, ".stashflow")
+        assert sorted(record_keys(backend)) == ["user/key"]
+        assert sorted(record_keys(backend, "user/")) == ["user/key"]
 
     # -- create-if-absent ---------------------------------------------------------
 

@@ -29,7 +29,7 @@ from typing import IO, Any
 
 from stashflow import hookimpl
 from stashflow.exceptions import InvalidResultKey, StorageEntryRefused, StorageError
-from stashflow.keys import RESERVED_PREFIX, validate_storage_key
+from stashflow.keys import RESERVED_PREFIX, TEMP_PREFIX, validate_storage_key
 from stashflow.storage import BytesOrFile, StorageBackend, copy_into, make_dirs
 
 try:
@@ -38,7 +38,6 @@ try:
 except ImportError:  # pragma: no cover - not POSIX
     _fcntl = None
 
-TMP_PREFIX = f"{RESERVED_PREFIX}-tmp-"
 # errno values meaning "this file system cannot make hard links"
 _NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -342,7 +341,7 @@ class LocalFileSystem(StorageBackend):
         tag = f"{os.getpid()}-{threading.get_ident() % 100000}-{next(_counter)}"
         # At most 100 bytes of the name, so the temp name fits where a 255-byte key segment fits.
         short = name.encode("utf-8")[:100].decode("utf-8", "ignore")
-        return f"{head}{os.sep}{TMP_PREFIX}{tag}-{short}"
+        return f"{head}{os.sep}{TEMP_PREFIX}{tag}-{short}"
 
     def _open_tmp(self, key: str, path: str) -> tuple[str, int]:
         tmp = self._tmp_path(path)
@@ -535,8 +534,6 @@ class LocalFileSystem(StorageBackend):
         """
         base = prefix.rpartition("/")[0]
         start = self._root + base if base else self.basepath
-        # Internal keys (lock records) are listed only when asked for by prefix; temp files never.
-        hidden = TMP_PREFIX if prefix.startswith(RESERVED_PREFIX) else RESERVED_PREFIX
         try:
             dfd = os.open(start, _DIRECTORY)
         except (FileNotFoundError, NotADirectoryError):
@@ -553,7 +550,7 @@ class LocalFileSystem(StorageBackend):
                 except StorageEntryRefused as exc:
                     yield base, exc.why
                     return
-            yield from self._walk(dfd, start, base, prefix, hidden)
+            yield from self._walk(dfd, start, base, prefix)
         finally:
             os.close(dfd)
 
@@ -563,14 +560,14 @@ class LocalFileSystem(StorageBackend):
             return "is a symbolic link"
         return f"is a directory that cannot be listed: {exc.strerror or exc}"
 
-    def _walk(self, dfd: int, directory: str, rel: str, prefix: str,
-              hidden: str) -> Iterator[tuple[str, str | None]]:
+    def _walk(self, dfd: int, directory: str, rel: str, prefix: str
+              ) -> Iterator[tuple[str, str | None]]:
         with os.scandir(dfd) as scan:
             entries = list(scan)
         for entry in entries:
             name = entry.name
             key = f"{rel}/{name}" if rel else name
-            if name.startswith(hidden) or not key.startswith(prefix):
+            if not key.startswith(prefix):
                 continue  # a directory not starting with the prefix holds no key that does
             try:
                 if entry.is_dir(follow_symlinks=False):
@@ -582,7 +579,7 @@ class LocalFileSystem(StorageBackend):
                         yield key, self._unlistable(exc)
                         continue
                     try:
-                        yield from self._walk(sub, f"{directory}{os.sep}{name}", key, prefix, hidden)
+                        yield from self._walk(sub, f"{directory}{os.sep}{name}", key, prefix)
                     finally:
                         os.close(sub)
                 elif entry.is_file(follow_symlinks=False):
@@ -596,13 +593,6 @@ class LocalFileSystem(StorageBackend):
                     yield key, _kind(entry.stat(follow_symlinks=False).st_mode)
             except FileNotFoundError:  # removed while being listed
                 continue
-
-    def temp_files(self) -> Iterator[str]:
-        """Paths of temp files left by writers that died (for garbage collection)."""
-        for dirpath, _dirs, files in os.walk(self.basepath):
-            for name in files:
-                if name.startswith(TMP_PREFIX):
-                    yield os.path.join(dirpath, name)
 
 
 class _AtomicWrite:
