@@ -201,6 +201,52 @@ class TestBroken(StorageBackendTests):
     def backend(self):
         return Broken(name="broken")
 
+class Unpicklable(MemoryStorage):
+    type_slug = "memory"
+
+    def write(self, key, data):
+        self._connection = threading.Lock()  # a client kept on the instance once used
+        super().write(key, data)
+
+class TestUnpicklable(StorageBackendTests):
+    @pytest.fixture
+    def backend(self):
+        return Unpicklable(name="unpicklable")
+
+class _SloppySeek(io.BytesIO):
+    def seek(self, offset, whence=0):  # treats "from the end" as "from the start"
+        return super().seek(abs(offset), 0)
+
+class SloppySeek(MemoryStorage):
+    type_slug = "memory"
+
+    def open_read(self, key):
+        return _SloppySeek(self.read(key))
+
+class TestSloppySeek(StorageBackendTests):
+    @pytest.fixture
+    def backend(self):
+        return SloppySeek(name="sloppy")
+
+class Truncating(JSONSerializer):
+    streaming = True
+
+    def dump(self, obj, file):  # streaming a large value loses its last byte
+        data = self.dumps(obj)
+        file.write(data[:-1] if len(data) > 8 * 1024 * 1024 else data)
+
+    def load(self, file):
+        return self.loads(file.read())
+
+class TestTruncating(SerializerTests):
+    @pytest.fixture
+    def serializer(self):
+        return Truncating()
+
+    @pytest.fixture
+    def values(self):
+        return [1, "small"]
+
 class Lossy(JSONSerializer):
     def loads(self, data):
         return None if not bytes(data) else super().loads(data)
@@ -235,7 +281,8 @@ def test_the_kit_fails_plugins_that_break_the_contract(tmp_path):
 
     (tmp_path / "test_broken.py").write_text(BROKEN)
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider",
-                          "-k", "create or partial or missing or corrupt or delete or hash_seeds",
+                          "-k", "create or partial or missing or corrupt or delete or hash_seeds "
+                                "or pickling or seeking or large",
                           str(tmp_path / "test_broken.py")],
                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
     failed = {line.split("::")[-1].split(" ")[0] for line in out.stdout.splitlines()
@@ -247,3 +294,11 @@ def test_the_kit_fails_plugins_that_break_the_contract(tmp_path):
         "test_corrupt_input_raises_an_exception",
         "test_keys_are_stable_across_processes_and_hash_seeds",
     } <= failed, out.stdout[-3000:]
+    # each new test fails the plugin it is about, and says what is wrong
+    by_class = {line.split("::")[1]: line for line in out.stdout.splitlines()
+                if line.startswith("FAILED")}
+    assert "test_a_used_backend_survives_pickling" in by_class["TestUnpicklable"]
+    assert "failed once the backend was used" in out.stdout
+    assert "test_a_seeking_load_of_a_large_record_sees_exactly_its_payload" in by_class["TestSloppySeek"]
+    assert "test_large_values_stream_through_a_result_store_on_disk" in by_class["TestTruncating"]
+    assert "large-0" in out.stdout and "serializer 'json'" in out.stdout

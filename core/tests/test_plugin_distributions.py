@@ -90,7 +90,8 @@ def register_storage_types(register):
 '''
 
 
-def _package(root: Path, dist: str, version: str, module: str, source: str) -> Path:
+def _package(root: Path, dist: str, version: str, module: str, source: str,
+             group: str | None = "stashflow") -> Path:
     pkg = root / dist
     (pkg / module).mkdir(parents=True)
     (pkg / module / "__init__.py").write_text(source)
@@ -104,8 +105,8 @@ def _package(root: Path, dist: str, version: str, module: str, source: str) -> P
         version = "{version}"
         dependencies = ["stashflow"]
 
-        [project.entry-points.stashflow]
-        {module.removeprefix("stashflow_")} = "{module}"
+        {f'[project.entry-points."{group}"]' if group else ""}
+        {f'{module.removeprefix("stashflow_")} = "{module}"' if group else ""}
 
         [tool.hatch.build.targets.wheel]
         packages = ["{module}"]
@@ -118,11 +119,15 @@ def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("dists")
     acme = _package(root, "stashflow-acme", "4.5.6", "stashflow_acme", ACME)
     broken = _package(root, "stashflow-broken", "0.0.1", "stashflow_broken",
-                      'raise RuntimeError("acme broke on purpose")\n')
+                      '"""Fails at import."""\n\nraise RuntimeError("acme broke on purpose")\n')
+    # Two author mistakes: no entry point at all, and a typo in the group's name.
+    forgot = _package(root, "stashflow-forgot", "1.0", "stashflow_forgot", ACME, group=None)
+    typo = _package(root, "acme-typo", "2.0", "acme_typo", ACME, group="stashflow.plugins")
     target = root / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", *_NO_ISOLATION,
-         "--disable-pip-version-check", "--target", str(target), str(acme), str(broken)],
+         "--disable-pip-version-check", "--target", str(target), str(acme), str(broken),
+         str(forgot), str(typo)],
         check=True, capture_output=True, timeout=300,
     )
     return target
@@ -137,7 +142,7 @@ def _run(site: Path, home: Path, *args: str, **env: str) -> subprocess.Completed
 
 def test_installed_distribution_is_listed_with_its_version(site, stashflow_home):
     result = _run(site, stashflow_home, "-m", "stashflow.cli", "plugins")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # stashflow-broken failed to load
     out = result.stdout
     assert "acme  (stashflow-acme 4.5.6, entry point acme = stashflow_acme)" in out
     assert "serializer: acme/rot13" in out
@@ -189,13 +194,14 @@ def test_a_distribution_that_raises_at_import_is_named_and_pickle_still_works(si
     assert "entry point 'broken = stashflow_broken' of stashflow-broken 0.0.1" in warning[0]
     assert "RuntimeError: acme broke on purpose" in warning[0]
     listed = _run(site, stashflow_home, "-m", "stashflow", "plugins")
-    assert listed.returncode == 0
+    assert listed.returncode == 1
     assert "broken  (stashflow-broken 0.0.1, entry point broken = stashflow_broken)" in listed.stdout
     assert "ERROR: error importing 'stashflow_broken': RuntimeError: acme broke on purpose" \
         in listed.stdout
 
 
-@pytest.mark.parametrize("disabled", ["acme,broken", "stashflow-acme,stashflow-broken"])
+@pytest.mark.parametrize("disabled", ["acme,broken,stashflow-forgot,acme-typo",
+                                      "stashflow-acme,stashflow-broken,stashflow-forgot,acme-typo"])
 def test_installed_distributions_can_be_disabled(site, stashflow_home, disabled):
     result = _run(site, stashflow_home, "-m", "stashflow", "plugins",
                   STASHFLOW_DISABLE_PLUGINS=disabled)
@@ -205,3 +211,52 @@ def test_installed_distributions_can_be_disabled(site, stashflow_home, disabled)
     assert "acme/rot13" not in result.stdout and "acme broke" not in result.stdout
     assert "stashflow-broken" not in result.stderr  # never imported, so no warning
     assert "local  (stashflow-local" in result.stdout
+
+
+def test_a_distribution_without_an_entry_point_or_with_a_misspelled_group_is_named(site,
+                                                                                   stashflow_home):
+    result = _run(site, stashflow_home, "-c", "from stashflow.plugins import get_registry; "
+                                              "get_registry()")
+    forgot = [line for line in result.stderr.splitlines() if "stashflow-forgot" in line]
+    assert forgot and "declares no entry point in the 'stashflow' group" in forgot[0], result.stderr
+    assert "[project.entry-points.stashflow]" in forgot[0]
+    typo = [line for line in result.stderr.splitlines() if "acme-typo" in line]
+    assert typo and "group 'stashflow.plugins', not 'stashflow'" in typo[0], result.stderr
+    listed = _run(site, stashflow_home, "-m", "stashflow", "plugins")
+    assert listed.returncode == 1
+    assert "stashflow-forgot  (1.0, no plugin loaded)" in listed.stdout
+    assert "acme-typo  (2.0, no plugin loaded)" in listed.stdout
+
+
+def test_plugin_warnings_point_at_the_plugin_and_filter_like_any_warning(site, stashflow_home):
+    load = "from stashflow.plugins import get_registry; get_registry()"
+    shown = _run(site, stashflow_home, "-c", load)
+    [line] = [ln for ln in shown.stderr.splitlines()
+              if "acme broke on purpose" in ln and "PluginWarning" in ln]
+    # attributed to the plugin's own file and line, not to stashflow's loader
+    assert f"{site}/stashflow_broken/__init__.py:3: PluginWarning:" in line, line
+    # From the command line Python resolves only standard-library categories (it reads -W
+    # before site-packages is on the path): the message prefix or the module does it.
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("STASHFLOW_")}
+    environ.update(PYTHONPATH=str(site), STASHFLOW_HOME=str(stashflow_home))
+    for flags in (["-W", "ignore:stashflow:UserWarning"],
+                  ["-W", "ignore::UserWarning:stashflow_broken", "-W", "ignore::UserWarning:acme_typo",
+                   "-W", "ignore::UserWarning:stashflow_forgot"]):
+        quiet = subprocess.run([sys.executable, *flags, "-c", load], capture_output=True,
+                               text=True, timeout=120, env=environ)
+        assert quiet.returncode == 0 and "PluginWarning" not in quiet.stderr, quiet.stderr
+    in_code = _run(site, stashflow_home, "-c",
+                   "import warnings; from stashflow.exceptions import PluginWarning; "
+                   "warnings.filterwarnings('ignore', category=PluginWarning); " + load)
+    assert "PluginWarning" not in in_code.stderr, in_code.stderr
+    by_module = _run(site, stashflow_home, "-c",
+                     "import warnings; warnings.filterwarnings('ignore', module='stashflow_broken'); "
+                     + load)
+    assert "acme broke on purpose" not in by_module.stderr
+    assert "stashflow-forgot" in by_module.stderr  # only that plugin's warnings were silenced
+
+
+def test_trace_plugins_shows_the_failing_file_and_line(site, stashflow_home):
+    traced = _run(site, stashflow_home, "-m", "stashflow", "plugins", STASHFLOW_TRACE_PLUGINS="1")
+    assert f"failed at {site}/stashflow_broken/__init__.py:3:" in traced.stderr, traced.stderr
+    assert 'raise RuntimeError("acme broke on purpose")' in traced.stderr  # the traceback

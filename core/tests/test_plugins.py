@@ -203,9 +203,10 @@ def _load_with_warnings():
     return registry, [str(w.message) for w in caught if issubclass(w.category, PluginWarning)]
 
 
-def _cli_plugins() -> str:
+def _cli_plugins(exit_code: int = 0) -> str:
+    """`stashflow plugins`: exit code 1 when any plugin failed to load."""
     result = CliRunner().invoke(main, ["plugins"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == exit_code, result.output
     return result.output
 
 
@@ -238,7 +239,7 @@ def test_a_plugin_failing_at_import_is_named_and_the_rest_works(entry_points):
     assert any("exits-dist" in m and "SystemExit" in m for m in messages)
     assert _works_by_name() == "ABC"
     assert ResultStore("memory://p", "pickle").write("k", {1}).serializer == "pickle"
-    out = _cli_plugins()
+    out = _cli_plugins(exit_code=1)
     assert "broken  (broken-dist 1.2.3, entry point broken = broken_mod)" in out
     assert "ERROR: error importing 'broken_mod': ImportError: no module named zzz" in out
 
@@ -256,7 +257,7 @@ def test_a_hook_with_a_wrongly_named_argument_is_refused_by_name(entry_points):
     assert "entry point 'wrong = wrong_mod' of wrong-dist" in messages[0]
     assert "wrong signature" in messages[0] and "registrar" in messages[0]
     assert _works_by_name() == "ABC"
-    assert "ERROR:" in _cli_plugins()
+    assert "ERROR:" in _cli_plugins(exit_code=1)
 
 
 def test_a_hook_stashflow_does_not_have_unloads_the_plugin(entry_points):

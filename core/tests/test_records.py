@@ -662,6 +662,10 @@ class _Probe(Serializer):
         file.seek(0)
         seen["first"] = file.read(2)
         file.seek(0)
+        local = file.local_file()
+        if local is not None:
+            raw, offset = local
+            seen["mapped"] = os.pread(raw.fileno(), 2, offset)
         return pickle.load(file)
 
 
@@ -672,5 +676,6 @@ def test_a_streaming_load_sees_exactly_the_payload(tmp_path, monkeypatch, signed
     value = os.urandom(BIG)
     meta = ResultStore(tmp_path, "pickle").write("big", value)
     assert ResultStore(tmp_path, _Probe()).read("big") == value
+    first = pickle.dumps(value, protocol=5)[:2]
     assert _Probe.seen == {"readable": True, "seekable": True, "tell": 0, "end": meta.size,
-                           "first": pickle.dumps(value, protocol=5)[:2]}
+                           "first": first, "mapped": first}

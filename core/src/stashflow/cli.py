@@ -81,22 +81,37 @@ def config_view(show_sources: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins(as_json: bool) -> None:
     """List loaded plugins: distribution, version, what each registers, load errors."""
+    import warnings
+
+    from .exceptions import PluginWarning
     from .plugins import get_registry
 
-    infos = get_registry().plugins
+    with warnings.catch_warnings():  # the listing says it all, once
+        warnings.simplefilter("ignore", PluginWarning)
+        infos = get_registry().plugins
     if as_json:
         import json
 
         click.echo(json.dumps([vars(i) for i in infos], indent=2))
+        if any(info.failed for info in infos):
+            raise SystemExit(1)
         return
     for info in infos:
-        origin = f"entry point {info.entry_point}" if info.entry_point else "built-in"
-        state = "  disabled by STASHFLOW_DISABLE_PLUGINS" if info.disabled else ""
-        click.echo(f"{info.name}  ({info.distribution} {info.version}, {origin}){state}")
+        if info.whole_distribution:
+            click.echo(f"{info.distribution}  ({info.version}, no plugin loaded)")
+        else:
+            origin = f"entry point {info.entry_point}" if info.entry_point else "built-in"
+            state = "  disabled by STASHFLOW_DISABLE_PLUGINS" if info.disabled else ""
+            click.echo(f"{info.name}  ({info.distribution} {info.version}, {origin}){state}")
         for kind, names in info.registered.items():
             click.echo(f"    {kind}: {', '.join(names)}")
         for error in info.errors:
             click.echo(f"    ERROR: {error}")
+    failed = [info for info in infos if info.failed]
+    if failed:
+        click.echo(f"{len(failed)} plugin(s) failed to load or register something; see ERROR "
+                   "above (STASHFLOW_TRACE_PLUGINS=1 shows where)", err=True)
+        raise SystemExit(1)
 
 
 # -- blocks --------------------------------------------------------------------------

@@ -133,6 +133,17 @@ class PluginError(StashflowError):
     """A plugin could not be loaded or registered."""
 
 
+class PluginWarning(UserWarning):
+    """A plugin failed to load or register something; the others keep working.
+
+    Attributed to the plugin's own module (its file and line where known). In code,
+    `warnings.filterwarnings("ignore", category=PluginWarning)` (or `module="my_plugin"`)
+    silences it; on the command line, where Python resolves only standard-library
+    categories, `-W "ignore:stashflow:UserWarning"` (every such message starts with
+    "stashflow: ") or `-W ignore::UserWarning:my_plugin`.
+    """
+
+
 class SettingsError(StashflowError, ValueError):
     """An unknown setting name or a value that does not parse."""
 

@@ -19,7 +19,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .exceptions import PluginError
+from .exceptions import PluginError, PluginWarning
 
 ENTRY_POINT_GROUP = "stashflow"
 
@@ -53,10 +53,6 @@ def install_hint(kind: str, name: str) -> str | None:
     return f"install the {dist} plugin (pip install {dist})" if dist else None
 
 
-class PluginWarning(UserWarning):
-    """A plugin failed to load or register something; the others keep working."""
-
-
 @dataclass
 class PluginInfo:
     name: str
@@ -66,8 +62,16 @@ class PluginInfo:
     registered: dict[str, list[str]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     disabled: bool = False  # named in STASHFLOW_DISABLE_PLUGINS: listed, not loaded
+    module: str | None = None  # the plugin's module, to attribute its warnings to
+    whole_distribution: bool = False  # a distribution that declares no plugin at all
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.errors)
 
     def describe(self) -> str:
+        if self.whole_distribution:
+            return f"distribution {self.distribution} {self.version}"
         if self.entry_point:
             where = f"entry point {self.entry_point!r} of {self.distribution} {self.version}"
             return f"plugin {self.name!r} ({where})"
@@ -100,6 +104,17 @@ def isolated_plugin_manager(*plugins: Any, builtins: bool = True) -> pluggy.Plug
     return pm
 
 
+def _near_our_group(group: str) -> bool:
+    """A group name that looks like a misspelling of ours ("stashflow.plugins", "stashflw")."""
+    import difflib
+
+    lowered = group.lower()
+    if lowered == ENTRY_POINT_GROUP:
+        return False
+    return (lowered.startswith(ENTRY_POINT_GROUP) or lowered.endswith(ENTRY_POINT_GROUP)
+            or difflib.SequenceMatcher(None, lowered, ENTRY_POINT_GROUP).ratio() >= 0.8)
+
+
 def _normalize(dist: str) -> str:
     """A distribution name as PEP 503 compares them ("Stashflow_S3" == "stashflow-s3")."""
     import re
@@ -116,9 +131,42 @@ def _version(dist: str) -> str:
         return "unknown"
 
 
-def _warn(info: PluginInfo, message: str) -> None:
+def _tracing() -> bool:
+    return os.environ.get("STASHFLOW_TRACE_PLUGINS", "") not in ("", "0")
+
+
+def _where(info: PluginInfo, exc: BaseException | None) -> tuple[str, int]:
+    """The file and line a warning about `info` points at: where the plugin failed, else
+    its module. Never stashflow's loader: that is not where the author has to look."""
+    if exc is not None:
+        import traceback
+
+        frames = traceback.extract_tb(exc.__traceback__)
+        ours = os.path.dirname(os.path.abspath(__file__)) + os.sep
+        for frame in reversed(frames):
+            if not frame.filename.startswith((ours, "<frozen")) and "importlib" not in frame.filename:
+                return frame.filename, frame.lineno or 0
+    module = sys.modules.get(info.module or "")
+    filename = getattr(module, "__file__", None)
+    if filename:
+        return filename, 1
+    if info.whole_distribution:
+        return f"<distribution {info.distribution} {info.version}>", 0
+    return f"<{info.distribution} {info.entry_point or info.name}>", 0
+
+
+def _warn(info: PluginInfo, message: str, exc: BaseException | None = None) -> None:
     info.errors.append(message)
-    warnings.warn(f"stashflow: {info.describe()}: {message}", PluginWarning, stacklevel=3)
+    filename, lineno = _where(info, exc)
+    if exc is not None and _tracing():
+        import traceback
+
+        print(f"stashflow: {info.describe()} failed at {filename}:{lineno}:", file=sys.stderr)
+        traceback.print_exception(exc, file=sys.stderr)
+    # Attributed to the plugin, and shown on every load (no once-per-location registry);
+    # the user's own filters decide.
+    warnings.warn_explicit(f"stashflow: {info.describe()}: {message}", PluginWarning, filename,
+                           lineno, module=info.module or info.name, registry=None)
 
 
 def _register_checked(pm: pluggy.PluginManager, plugin: Any, info: PluginInfo) -> bool:
@@ -158,7 +206,7 @@ class PluginLoader:
         version = _version("stashflow")
         for module_name in DEFAULT_PLUGINS:
             info = PluginInfo(module_name, "stashflow", version, None,
-                              disabled=module_name in disabled)
+                              disabled=module_name in disabled, module=module_name)
             self.infos[module_name] = info
             if info.disabled:
                 continue
@@ -178,16 +226,49 @@ class PluginLoader:
                 continue
             info = PluginInfo(name, dist, ep.dist.version if ep.dist else "unknown",
                               f"{ep.name} = {ep.value}",
-                              disabled=ep.name in disabled or _normalize(dist) in disabled_dists)
+                              disabled=ep.name in disabled or _normalize(dist) in disabled_dists,
+                              module=ep.value.partition(":")[0].strip())
             self.infos[name] = info
             if info.disabled:
                 continue
             try:
                 plugin = ep.load()
             except (Exception, SystemExit) as exc:
-                _warn(info, f"error importing {ep.value!r}: {type(exc).__name__}: {exc}")
+                _warn(info, f"error importing {ep.value!r}: {type(exc).__name__}: {exc}", exc)
                 continue
             _register_checked(self.pm, plugin, info)
+        self._check_distributions(disabled_dists)
+
+    def _check_distributions(self, disabled: set[str]) -> None:
+        """Warn about distributions that look like stashflow plugins but declare no entry
+        point in the `stashflow` group: a typo in the group's name, or none at all."""
+        from importlib.metadata import distributions
+
+        reported: set[str] = set()
+        for dist in distributions():
+            # The normalized name comes from the .dist-info folder, without reading METADATA.
+            name = getattr(dist, "_normalized_name", None) or _normalize(dist.name or "")
+            name = _normalize(name)
+            if name in reported or name in disabled:
+                continue
+            groups = {ep.group for ep in dist.entry_points}
+            if ENTRY_POINT_GROUP in groups:
+                continue
+            close = sorted(g for g in groups if _near_our_group(g))
+            if close:
+                why = (f"declares entry points in group {close[0]!r}, not {ENTRY_POINT_GROUP!r}: "
+                       "rename the group to load them")
+            elif name.startswith(f"{ENTRY_POINT_GROUP}-"):
+                why = (f"declares no entry point in the {ENTRY_POINT_GROUP!r} group, so nothing of "
+                       f"it is loaded: add [project.entry-points.{ENTRY_POINT_GROUP}] "
+                       "NAME = \"module\" to its pyproject.toml")
+            else:
+                continue
+            reported.add(name)
+            info = PluginInfo(name, name, dist.version or "unknown", None,
+                              module=name.replace("-", "_"), whole_distribution=True)
+            self.infos[f"{name} (distribution)"] = info
+            _warn(info, why)
 
     def info_for(self, plugin_name: str) -> PluginInfo:
         if plugin_name not in self.infos:
@@ -266,7 +347,7 @@ class Registry:
         self._call("register_task_runners", named("task_runner", self.task_runners))
 
     def _call(self, hook_name: str, handler) -> None:
-        trace = os.environ.get("STASHFLOW_TRACE_PLUGINS", "") not in ("", "0")
+        trace = _tracing()
         hook = getattr(self.pm.hook, hook_name)
         # In registration order (built-ins first), whatever tryfirst/trylast say:
         # the first registration of a name is the one that stays.
@@ -292,7 +373,7 @@ class Registry:
             try:
                 impl.function(register)
             except Exception as exc:
-                _warn(info, f"{hook_name} raised {type(exc).__name__}: {exc}")
+                _warn(info, f"{hook_name} raised {type(exc).__name__}: {exc}", exc)
 
 
 _lock = threading.RLock()
@@ -311,24 +392,38 @@ def get_registry(plugin_manager: pluggy.PluginManager | None = None) -> Registry
             plugins = tuple(plugin_manager.list_name_plugin())
             entry = _isolated.get(id(plugin_manager))
             if entry is None or entry[0] is not plugin_manager or entry[1] != plugins:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("always", PluginWarning)
-                    entry = (plugin_manager, plugins, Registry(plugin_manager))
+                entry = (plugin_manager, plugins, Registry(plugin_manager))
                 _isolated[id(plugin_manager)] = entry
             return entry[2]
     if _registry is None:
         with _lock:
+            if _loading is not None:
+                # A plugin module uses stashflow while it is being imported: it sees what
+                # is registered so far, and the load in progress goes on unchanged.
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", PluginWarning)  # the real load reports
+                    return Registry(pm, PluginLoader(pm))
             if _registry is None:
                 from . import settings
 
                 disabled = settings.get("STASHFLOW_DISABLE_PLUGINS")
-                loader = PluginLoader(pm)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("always", PluginWarning)
+                loader = _set_loading(PluginLoader(pm))
+                try:
                     loader.load_builtins(disabled)
                     loader.load_entry_points(disabled)
                     _registry = Registry(pm, loader)
+                finally:
+                    _set_loading(None)
     return _registry
+
+
+_loading: PluginLoader | None = None  # set while the process-wide registry loads (under _lock)
+
+
+def _set_loading(loader: PluginLoader | None) -> PluginLoader | None:
+    global _loading
+    _loading = loader
+    return loader
 
 
 def reset() -> None:

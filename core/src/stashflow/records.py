@@ -482,9 +482,31 @@ class PayloadReader(io.RawIOBase):
         return self._size
 
 
-def payload_file(file: IO[bytes], start: int, size: int) -> IO[bytes]:
-    """What a serializer's `load` receives: a buffered PayloadReader."""
-    return io.BufferedReader(PayloadReader(file, start, size), buffer_size=_LOAD_BUFFER)
+class PayloadFile(io.BufferedReader):
+    """What a serializer's `load` receives: a buffered, read-only, seekable payload.
+
+    `local_file()` lets a format map the payload instead of reading it (numpy's
+    memmap): (a binary file with a working `fileno()`, the payload's offset in it)
+    when the payload lies in a local file whose bytes were verified - the record's
+    own file, or stashflow's private verified copy - else None.
+    """
+
+    def local_file(self) -> tuple[IO[bytes], int] | None:
+        raw = self.raw
+        try:
+            raw._file.fileno()
+        except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+            return None
+        return raw._file, raw._start
+
+    @property
+    def payload_size(self) -> int:
+        return self.raw.size
+
+
+def payload_file(file: IO[bytes], start: int, size: int) -> PayloadFile:
+    """What a serializer's `load` receives for bytes [start, start + size) of `file`."""
+    return PayloadFile(PayloadReader(file, start, size), buffer_size=_LOAD_BUFFER)
 
 
 def _deserialize(call, key: str | None, serializer) -> Any:

@@ -23,6 +23,8 @@ from typing import Any, ClassVar
 
 import pytest
 
+from ..serializers import Serializer
+
 MiB = 1024 * 1024
 
 # Keys that must never reach a backend: each breaks one rule of stashflow.keys.
@@ -401,6 +403,43 @@ class StorageBackendTests:
         assert kit_store.read("big") == value
         assert kit_store.read_metadata("big").size > 12 * MiB
 
+    @pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
+    def test_a_seeking_load_of_a_large_record_sees_exactly_its_payload(self, backend, signed):
+        # Parquet, zip and HDF5 readers seek to the end for a footer, then back: open_read
+        # must seek exactly, or the load reads header bytes or the wrong range.
+        from stashflow import ResultStore
+        from stashflow.plugins import isolated_plugin_manager
+
+        store = ResultStore(backend, _FooterSerializer(), plugins=isolated_plugin_manager(),
+                            signing_key="kit key" if signed else None)
+        value = b"".join(_pattern(9 * MiB + 7, seed=5))  # past the 8 MiB streaming threshold
+        store.write("seeking/large", value)
+        got = store.read("seeking/large")
+        assert got == value, (
+            f"ResultStore.read of a {len(value)}-byte record through {type(backend).__name__}."
+            f"open_read gave {len(got)} different bytes: its file does not seek exactly")
+
+    def test_a_used_backend_survives_pickling(self, backend):
+        # Stores travel to process pools and Dask workers with their backend, after use.
+        import pickle
+
+        backend.write("before", b"written before pickling")
+        assert backend.read("before") == b"written before pickling"
+        try:
+            copy = pickle.loads(pickle.dumps(backend))
+        except Exception as exc:
+            pytest.fail(f"pickle.dumps({type(backend).__name__}) failed once the backend was "
+                        f"used: {type(exc).__name__}: {exc}. Keep clients and sockets out of the "
+                        "pickled state (StorageBackend.__getstate__ drops connect()'s client)")
+        assert copy == backend, "the unpickled backend's configuration differs from the original"
+        assert copy.read("before") == b"written before pickling", (
+            "the unpickled backend read something else at 'before'")
+        copy.write("after", b"written by the copy")
+        assert backend.read("after") == b"written by the copy", (
+            "the original does not see what the unpickled copy wrote")
+        backend.write("again", b"the original still works")
+        assert copy.read("again") == b"the original still works"
+
     def test_bad_keys_are_refused_before_the_backend_is_called(self, backend, kit_store, monkeypatch):
         from stashflow.exceptions import InvalidResultKey
 
@@ -426,3 +465,31 @@ class StorageBackendTests:
         monkeypatch.undo()
         assert self._keys(backend) == []
         assert self._keys(backend, ".stashflow") == []
+
+
+class _FooterSerializer(Serializer):
+    """bytes, stored as payload + its length in 8 bytes; load seeks to the footer and back."""
+
+    type = "kit/footer"
+    streaming = True
+
+    def dumps(self, obj: bytes) -> bytes:
+        return bytes(obj) + len(obj).to_bytes(8, "little")
+
+    def loads(self, data) -> bytes:
+        data = bytes(data)
+        return data[:int.from_bytes(data[-8:], "little")]
+
+    def dump(self, obj: bytes, file) -> None:
+        view = memoryview(obj)
+        for start in range(0, len(view), MiB):
+            file.write(view[start:start + MiB])
+        file.write(len(obj).to_bytes(8, "little"))
+
+    def load(self, file) -> bytes:
+        end = file.seek(-8, io.SEEK_END)
+        size = int.from_bytes(file.read(8), "little")
+        if size != end:
+            raise ValueError(f"the footer says {size} bytes before it, the file has {end}")
+        file.seek(0)
+        return file.read(size)
