@@ -11,8 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from click.testing import CliRunner
 from stashflow.cli import main
+from stashflow.durations import parse_duration
 from stashflow.exceptions import StashflowError
-from stashflow.maintenance import gc, parse_duration, temp_keys
+from stashflow.maintenance import gc, temp_keys
 from stashflow.records import write_record
 from stashflow.results import ResultStore
 from stashflow.serializers import resolve_serializer

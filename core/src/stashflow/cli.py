@@ -352,7 +352,7 @@ def results_rm(keys: tuple[str, ...], prefix: str | None, storage: str | None, d
 
 
 def _duration(_ctx, _param, value: str | None):
-    from .maintenance import parse_duration
+    from .durations import parse_duration
 
     if value is None:
         return None

@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .durations import as_seconds
 from .exceptions import LockError, LockManagerNotFound, LockNotHeld, LockTimeout
 from .hookspecs import hookimpl
 from .keys import RESERVED_PREFIX
@@ -91,11 +92,7 @@ def lock_name(location: str, key: str) -> str:
 
 
 def _seconds(value: float, what: str = "lock lease") -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-        value > 0 and math.isfinite(value)
-    ):
-        raise ValueError(f"a {what} must be a positive number of seconds, not {value!r}")
-    return float(value)
+    return as_seconds(value, what)
 
 
 def _deadline(timeout: float | None) -> float | None:

@@ -14,11 +14,11 @@ regular files are never opened.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from .durations import as_timedelta
 from .exceptions import (
     InvalidResultKey,
     ResultCorrupted,
@@ -35,32 +35,6 @@ from .storage import StorageBackend
 TEMP_GRACE = timedelta(hours=1)
 
 Progress = Callable[[int, int], None]  # (done, total)
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
-
-
-def parse_duration(text: str) -> timedelta:
-    """`30s`, `30m`, `12h`, `7d`, `2w`, or a sum of them (`1d12h`) as a timedelta."""
-    if not isinstance(text, str):
-        raise TypeError(f"a duration must be a str like '12h', not {text!r}")
-    spec = text.strip().lower()
-    pos, seconds = 0, 0.0
-    for match in _DURATION.finditer(spec):
-        if match.start() != pos:
-            break
-        seconds += float(match.group(1)) * _UNITS[match.group(2)]
-        pos = match.end()
-    if not spec or pos != len(spec):
-        raise ValueError(
-            f"{text!r} is not a duration: use a number and a unit, s (seconds), m (minutes), "
-            "h (hours), d (days) or w (weeks), e.g. 30m, 12h, 7d, 1d12h"
-        )
-    try:
-        return timedelta(seconds=seconds)
-    except OverflowError:
-        raise ValueError(f"{text!r} is too long a duration") from None
-
 
 @dataclass(frozen=True)
 class StoredRecord:
@@ -298,16 +272,6 @@ def _size(n: int) -> str:
     return f"{value:.1f} GiB"
 
 
-def _as_delta(value: timedelta | float | int | str | None, what: str) -> timedelta | None:
-    if value is None or isinstance(value, timedelta):
-        return value
-    if isinstance(value, str):
-        return parse_duration(value)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    raise TypeError(f"{what} must be a timedelta, seconds or a duration like '7d', not {value!r}")
-
-
 def gc(storage: StorageBackend, *, expired: bool = True,
        older_than: timedelta | float | str | None = None, prefix: str = "",
        temp_files: bool = True, temp_grace: timedelta | float | str = TEMP_GRACE,
@@ -320,8 +284,8 @@ def gc(storage: StorageBackend, *, expired: bool = True,
     only when untouched for `temp_grace`, so a live writer's file is never taken.
     `progress(done, total)` is called as records are examined.
     """
-    older = _as_delta(older_than, "older_than")
-    grace = _as_delta(temp_grace, "temp_grace")
+    older = as_timedelta(older_than, "older_than")
+    grace = as_timedelta(temp_grace, "temp_grace")
     for name, value in (("older_than", older), ("temp_grace", grace)):
         if value is not None and value < timedelta(0):
             raise ValueError(f"{name} must not be negative, not {value}")
@@ -415,5 +379,5 @@ def _collect_temp_files(storage: StorageBackend, temps: list[str], cutoff: float
 
 
 __all__ = ["GcReport", "RecordListing", "Removed", "SkippedEntry", "StoredRecord", "describe", "gc",
-           "parse_duration", "printable", "records", "remove", "remove_prefix", "skipped_summary",
+           "printable", "records", "remove", "remove_prefix", "skipped_summary",
            "temp_keys"]

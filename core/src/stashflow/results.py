@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from .durations import as_expiration
 from .exceptions import (
     ResultCorrupted,
     ResultNotFound,
@@ -29,20 +30,6 @@ _UNSET: Any = object()
 
 class ResultExpired(ResultNotFound):
     """The record exists but its expiration has passed: it counts as absent."""
-
-
-def as_expiration(value: datetime | timedelta | float | int | None,
-                  now: datetime) -> datetime | None:
-    """An absolute expiry from a datetime, a timedelta, or seconds from `now`."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, timedelta):
-        return now + value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return now + timedelta(seconds=value)
-    raise TypeError(f"expiration must be a datetime, a timedelta or seconds, not {value!r}")
 
 
 class ResultStore:

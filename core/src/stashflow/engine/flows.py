@@ -14,28 +14,33 @@ from typing import Any
 
 from .context import FlowRun, flow_run_var
 from .futures import COMPLETED, FAILED, State, resolve_futures
+from .options import FlowOptions, decorator_signature
+from .options import make as make_options
+from .options import names as option_names
+from .options import replace as replace_options
 from .persistence import FlowConfig, resolve_flow_config, settings_stamp
 from .tasks import _rebuild, check_function, make_binder
 
-_OPTIONS = ("name", "persist_result", "result_storage", "result_serializer",
-            "cache_result_in_memory", "task_runner")
-
 
 class Flow:
-    """A function whose calls are flow runs; tasks called inside belong to the run."""
+    """A function whose calls are flow runs; tasks called inside belong to the run.
 
-    def __init__(self, fn: Callable, name: str | None = None, persist_result: bool | None = None,
-                 result_storage: Any = None, result_serializer: Any = None,
-                 cache_result_in_memory: bool = True, task_runner: Any = None):
+    `Flow(fn, **options)` takes the options of `@flow` (engine.options.FlowOptions);
+    each is also readable as an attribute.
+    """
+
+    def __init__(self, fn: Callable, options: FlowOptions | None = None, **given: Any):
         check_function(fn, "flow")
+        if options is None:
+            options = make_options(FlowOptions, given)
+        elif given:
+            options = replace_options(options, given)
         self.fn = fn
-        self.name = name or getattr(fn, "__name__", type(fn).__name__)
+        self.options = options
         functools.update_wrapper(self, fn)
-        self.persist_result = persist_result
-        self.result_storage = result_storage
-        self.result_serializer = result_serializer
-        self.cache_result_in_memory = bool(cache_result_in_memory)
-        self.task_runner = task_runner
+        for field in option_names(FlowOptions):
+            setattr(self, field, getattr(options, field))
+        self.name = options.name or getattr(fn, "__name__", type(fn).__name__)
         self._bind, self._call, _names = make_binder(fn, self.name)
         self._configs: dict[Any, FlowConfig] = {}
 
@@ -43,15 +48,14 @@ class Flow:
         return f"Flow(name={self.name!r})"
 
     def __reduce__(self) -> tuple:
-        return _rebuild, (Flow, self.fn, {name: getattr(self, name) for name in _OPTIONS})
+        return _rebuild, (Flow, self.fn, self.options)
 
     def with_options(self, **options: Any) -> Flow:
         """A new flow with some options changed (the same names as `@flow`)."""
-        unknown = set(options) - set(_OPTIONS)
-        if unknown:
-            raise TypeError(f"with_options() got unknown options: {', '.join(sorted(unknown))}")
-        current = {name: getattr(self, name) for name in _OPTIONS}
-        return Flow(self.fn, **{**current, **options})
+        try:
+            return Flow(self.fn, replace_options(self.options, options))
+        except TypeError as exc:
+            raise TypeError(f"with_options(): {exc}") from None
 
     def _config(self, parent: FlowRun | None) -> tuple[FlowConfig, tuple]:
         stamp = parent.stamp if parent is not None else settings_stamp()
@@ -103,12 +107,12 @@ class Flow:
         return State(COMPLETED, store=store, key=run.id, run=run), value
 
 
-def flow(fn: Callable | None = None, /, *, name: str | None = None,
-         persist_result: bool | None = None, result_storage: Any = None,
-         result_serializer: Any = None, cache_result_in_memory: bool = True,
-         task_runner: Any = None) -> Any:
-    """Make a function a flow: `@flow` or `@flow(option=...)`."""
-    options = {k: v for k, v in locals().items() if k != "fn"}
+def flow(fn: Callable | None = None, /, **options: Any) -> Any:
+    """Make a function a flow: `@flow` or `@flow(option=...)` (see FlowOptions)."""
+    checked = make_options(FlowOptions, options)
     if fn is None:
-        return lambda function: Flow(function, **options)
-    return Flow(fn, **options)
+        return lambda function: Flow(function, checked)
+    return Flow(fn, checked)
+
+
+flow.__signature__ = decorator_signature(FlowOptions)  # type: ignore[attr-defined]

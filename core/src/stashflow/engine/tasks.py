@@ -18,18 +18,20 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from datetime import timedelta
 from typing import Any
 
-from ..cache_policies import DEFAULT, NO_CACHE, CachePolicy
+from ..cache_policies import DEFAULT, NO_CACHE
 from ..exceptions import RECORD_UNUSABLE, ResultNotFound
 from ..keys import validate_key
 from .context import FlowRun, TaskRun, TaskRunContext, flow_run_var, task_run_var
 from .futures import CACHED, COMPLETED, FAILED, FutureList, State, TaskRunFuture, resolve_futures
+from .options import NOT_GIVEN, TaskOptions, decorator_signature
+from .options import make as make_options
+from .options import names as option_names
+from .options import replace as replace_options
 from .persistence import TaskConfig, resolve_task_config, settings_stamp
 from .templates import KeyTemplate
 
-_UNSET: Any = object()
 _P = inspect.Parameter
 
 
@@ -107,23 +109,6 @@ def _resolve_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
     return parameters
 
 
-def _as_timedelta(value: Any, what: str) -> timedelta | None:
-    if value is None or isinstance(value, timedelta):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    raise TypeError(f"{what} must be a datetime.timedelta or seconds, not {value!r}")
-
-
-def _delays(value: Any) -> tuple[float, ...]:
-    values = tuple(value) if isinstance(value, Iterable) else (value,)
-    if not values or any(not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0
-                         for v in values):
-        raise ValueError(f"retry_delay_seconds must be seconds >= 0 (or a list of them), "
-                         f"not {value!r}")
-    return tuple(float(v) for v in values)
-
-
 def _in_transaction() -> bool:
     # No transaction can be open before stashflow.transactions is (fully) imported,
     # and importing it here would cost every call: look it up instead.
@@ -165,53 +150,34 @@ def check_function(fn: Any, what: str) -> None:
 
 # -- the task -----------------------------------------------------------------------------
 
-_OPTIONS = ("name", "persist_result", "result_storage", "result_storage_key",
-            "result_serializer", "cache_policy", "cache_key_fn", "cache_expiration",
-            "refresh_cache", "cache_result_in_memory", "retries", "retry_delay_seconds")
-
 
 class Task:
-    """A function whose calls are runs: persisted, cached and retried as configured."""
+    """A function whose calls are runs: persisted, cached and retried as configured.
 
-    def __init__(self, fn: Callable, name: str | None = None, persist_result: bool | None = None,
-                 result_storage: Any = None, result_storage_key: str | None = None,
-                 result_serializer: Any = None, cache_policy: CachePolicy | str | None = _UNSET,
-                 cache_key_fn: Callable | None = None,
-                 cache_expiration: timedelta | float | None = None,
-                 refresh_cache: bool | None = None, cache_result_in_memory: bool = True,
-                 retries: int = 0, retry_delay_seconds: float | Iterable[float] = 0):
+    `Task(fn, **options)` takes the options of `@task` (engine.options.TaskOptions);
+    each is also readable as an attribute (`my_task.retries`).
+    """
+
+    def __init__(self, fn: Callable, options: TaskOptions | None = None, **given: Any):
         check_function(fn, "task")
+        if options is None:
+            options = make_options(TaskOptions, given)
+        elif given:
+            options = replace_options(options, given)
         self.fn = fn
-        self.name = name or getattr(fn, "__name__", type(fn).__name__)
+        self.options = options
         functools.update_wrapper(self, fn)
-        self.persist_result = persist_result
-        self.result_storage = result_storage
-        self.result_storage_key = result_storage_key
-        self.result_serializer = result_serializer
-        self._cache_policy_spec = cache_policy
-        self._cache_policy_given = cache_policy is not _UNSET and cache_policy is not ...
-        if not self._cache_policy_given:
-            cache_policy = DEFAULT
-        elif cache_policy is None:
-            cache_policy = NO_CACHE
-        elif not isinstance(cache_policy, (CachePolicy, str)):
-            raise TypeError(f"cache_policy must be a CachePolicy or a registered name, "
-                            f"not {cache_policy!r}")
-        self.cache_policy = cache_policy
-        if cache_key_fn is not None and not callable(cache_key_fn):
-            raise TypeError(f"cache_key_fn must be callable, not {cache_key_fn!r}")
-        self.cache_key_fn = cache_key_fn
-        self.cache_expiration = _as_timedelta(cache_expiration, "cache_expiration")
-        self.refresh_cache = refresh_cache
-        self.cache_result_in_memory = bool(cache_result_in_memory)
-        if not isinstance(retries, int) or retries < 0:
-            raise ValueError(f"retries must be an int >= 0, not {retries!r}")
-        self.retries = retries
-        self.retry_delay_seconds = retry_delay_seconds
-        self._delays = _delays(retry_delay_seconds)
+        for field in option_names(TaskOptions):
+            setattr(self, field, getattr(options, field))
+        self.name = options.name or getattr(fn, "__name__", type(fn).__name__)
+        # What the engine runs with: DEFAULT when no policy was given, NO_CACHE for None.
+        policy = options.cache_policy
+        self.cache_policy = DEFAULT if policy is NOT_GIVEN else NO_CACHE if policy is None else policy
+        self._cache_policy_given = options.cache_policy_given
+        self._delays = options.delays
         self._bind, self._call, names = make_binder(fn, self.name)
-        self._template = (None if result_storage_key is None
-                          else KeyTemplate(result_storage_key, names))
+        self._template = (None if options.result_storage_key is None
+                          else KeyTemplate(options.result_storage_key, names))
         self._configs: dict[Any, TaskConfig] = {}
 
     def __repr__(self) -> str:
@@ -219,19 +185,14 @@ class Task:
 
     def __reduce__(self) -> tuple:
         # Rebuilt from the function and options (for runners that ship tasks elsewhere).
-        return _rebuild, (Task, self.fn, self._options())
-
-    def _options(self) -> dict[str, Any]:
-        options = {name: getattr(self, name) for name in _OPTIONS}
-        options["cache_policy"] = self._cache_policy_spec if self._cache_policy_given else ...
-        return options
+        return _rebuild, (Task, self.fn, self.options)
 
     def with_options(self, **options: Any) -> Task:
         """A new task with some options changed (the same names as `@task`)."""
-        unknown = set(options) - set(_OPTIONS)
-        if unknown:
-            raise TypeError(f"with_options() got unknown options: {', '.join(sorted(unknown))}")
-        return Task(self.fn, **{**self._options(), **options})
+        try:
+            return Task(self.fn, replace_options(self.options, options))
+        except TypeError as exc:
+            raise TypeError(f"with_options(): {exc}") from None
 
     # -- configuration -------------------------------------------------------------------
 
@@ -445,19 +406,16 @@ class Task:
         return State(FAILED, exception=exc, run=task_run)
 
 
-def _rebuild(cls: type, fn: Callable, options: dict[str, Any]) -> Any:
-    return cls(fn, **options)
+def _rebuild(cls: type, fn: Callable, options: Any) -> Any:
+    return cls(fn, options)
 
 
-def task(fn: Callable | None = None, /, *, name: str | None = None,
-         persist_result: bool | None = None, result_storage: Any = None,
-         result_storage_key: str | None = None, result_serializer: Any = None,
-         cache_policy: CachePolicy | str | None = _UNSET, cache_key_fn: Callable | None = None,
-         cache_expiration: timedelta | float | None = None, refresh_cache: bool | None = None,
-         cache_result_in_memory: bool = True, retries: int = 0,
-         retry_delay_seconds: float | Iterable[float] = 0) -> Any:
-    """Make a function a task: `@task` or `@task(option=...)`."""
-    options = {k: v for k, v in locals().items() if k != "fn"}
+def task(fn: Callable | None = None, /, **options: Any) -> Any:
+    """Make a function a task: `@task` or `@task(option=...)` (see TaskOptions)."""
+    checked = make_options(TaskOptions, options)  # a wrong option fails at decoration
     if fn is None:
-        return lambda function: Task(function, **options)
-    return Task(fn, **options)
+        return lambda function: Task(function, checked)
+    return Task(fn, checked)
+
+
+task.__signature__ = decorator_signature(TaskOptions)  # type: ignore[attr-defined]
