@@ -240,6 +240,73 @@ def stashflow_signed_big_read(root: str, n: int) -> None:
     stashflow_big_read(root, n)
 
 
+def _frame(rows: int = BIG // 40):
+    """A DataFrame of 5 columns of 8-byte numbers (ids and random floats): 200 MiB by default."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({"id": np.arange(rows), **{f"x{i}": rng.random(rows) for i in range(4)}})
+
+
+def arrow_floor_write(root: str, n: int) -> None:
+    """The Parquet floor: pyarrow writing the frame to a local file, pandas conversion included."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    os.makedirs(root, exist_ok=True)
+    pq.write_table(pa.Table.from_pandas(_frame(100)), os.path.join(root, "warm.parquet"))
+    df = _frame()
+    base = rss_bytes()
+    t = time.perf_counter()
+    pq.write_table(pa.Table.from_pandas(df), os.path.join(root, "big.parquet"))
+    dt = time.perf_counter() - t
+    report(seconds=dt, rss_growth=(rss_bytes() - base) / BIG,
+           disk=os.path.getsize(os.path.join(root, "big.parquet")) / BIG)
+
+
+def arrow_floor_read(root: str, n: int) -> None:
+    import pyarrow.parquet as pq
+
+    pq.read_table(os.path.join(root, "warm.parquet")).to_pandas()
+    base, r0 = rss_bytes(), rchar()
+    t = time.perf_counter()
+    df = pq.read_table(os.path.join(root, "big.parquet")).to_pandas()
+    dt = time.perf_counter() - t
+    assert len(df) == BIG // 40
+    report(seconds=dt, rss_growth=(rss_bytes() - base) / BIG, bytes_read=(rchar() - r0) / BIG)
+
+
+def stashflow_parquet_write(root: str, n: int) -> None:
+    """The same frame through ResultStore on local disk with the stashflow-arrow `parquet` serializer."""
+    _stashflow_env(root)
+    from stashflow import ResultStore
+
+    store = ResultStore(os.path.join(root, "storage"), serializer="parquet")
+    store.write("warm", _frame(100))
+    df = _frame()
+    base = rss_bytes()
+    t = time.perf_counter()
+    store.write("big", df)
+    dt = time.perf_counter() - t
+    report(seconds=dt, rss_growth=(rss_bytes() - base) / BIG,
+           disk=os.path.getsize(os.path.join(root, "storage", "big")) / BIG)
+
+
+def stashflow_parquet_read(root: str, n: int) -> None:
+    _stashflow_env(root)
+    from stashflow import ResultStore
+
+    store = ResultStore(os.path.join(root, "storage"), serializer="parquet")
+    store.read("warm")
+    base, r0 = rss_bytes(), rchar()
+    t = time.perf_counter()
+    df = store.read("big")
+    dt = time.perf_counter() - t
+    assert len(df) == BIG // 40
+    report(seconds=dt, rss_growth=(rss_bytes() - base) / BIG, bytes_read=(rchar() - r0) / BIG)
+
+
 def stashflow_store_hit(root: str, n: int) -> None:
     """A hit through ResultStore.read only (no engine), against a store holding n records."""
     _stashflow_env(root)

@@ -117,6 +117,8 @@ def main() -> None:
             r.update(rounds([*who, "stashflow_signed"], "big_write", "big_read", 1, args.repeat,
                             work, pythons))
             r.update(scaling(args.repeat, work))
+            r.update(rounds(["arrow_floor", "stashflow_parquet"], "write", "read", 1, args.repeat,
+                            work, {}))
             for n in (200, 100_000):
                 root = work / f"fill-{n}"
                 cell("stashflow_store_fill", root, n)
@@ -215,6 +217,11 @@ def print_table(r: dict, args) -> None:
             line(f"200 MiB {'persist' if what == 'write' else 'load'}, signed",
                  big(r[f"floor_big_{what}"]), big(x),
                  f"{x['seconds'] / r[f'floor_big_{what}']['seconds']:.2f}x")
+    if "stashflow_parquet_read" in r:
+        floor, sf = ((r[f"{w}_write"], r[f"{w}_read"]) for w in ("arrow_floor", "stashflow_parquet"))
+        line("200 MiB DataFrame parquet write/load", f"pyarrow {big(floor[0])} / {big(floor[1])}",
+             f"{big(sf[0])} / {big(sf[1])}",
+             f"{sf[0]['seconds'] / floor[0]['seconds']:.2f}x / {sf[1]['seconds'] / floor[1]['seconds']:.2f}x")
     if "stashflow_scale_200" in r:
         for n in SCALES[1:]:
             f0, f1 = r["floor_scale_200"]["per_op_ms"], r[f"floor_scale_{n}"]["per_op_ms"]

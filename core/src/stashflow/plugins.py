@@ -26,7 +26,7 @@ ENTRY_POINT_GROUP = "stashflow"
 DEFAULT_PLUGINS = (
     "stashflow.serializers._builtin",
     "stashflow.storage.memory",
-    "stashflow.locks",
+    "stashflow.locking.selection",
     "stashflow.cache_policies",
     "stashflow.engine.runners",
 )
@@ -43,6 +43,7 @@ KNOWN_PROVIDERS = {
     "serializer": {
         "compressed/json": "stashflow-compressed-json",
         "compressed/pickle": "stashflow-compressed-json",
+        "parquet": "stashflow-arrow", "npy": "stashflow-arrow",
     },
     "task_runner": {"dask": "stashflow-dask"},
 }

@@ -87,7 +87,7 @@ def test_a_server_killed_mid_write_leaves_the_old_record(start_gcs_server, tmp_p
         backend = GcsBucket(bucket="durable", endpoint_url=server.url, token="anon")
         store = ResultStore(backend)
         store.write("k", "the old value")
-        producer = Gated(first=PART_BYTES, total=3 * PART_BYTES, gate=gate)
+        producer = Gated(first=2 * PART_BYTES, total=4 * PART_BYTES, gate=gate)
         outcome: list[BaseException | None] = []
 
         def write() -> None:
@@ -99,7 +99,7 @@ def test_a_server_killed_mid_write_leaves_the_old_record(start_gcs_server, tmp_p
 
         writer = threading.Thread(target=write)
         writer.start()
-        assert producer.waiting.wait(30)  # the first part is up; the upload is open
+        assert producer.waiting.wait(30)  # two parts are up; the upload is open
         os.killpg(server.process.proc.pid, signal.SIGKILL)
         server.process.proc.wait(10)
         port = int(server.url.rsplit(":", 1)[1])

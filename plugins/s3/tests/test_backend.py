@@ -10,6 +10,7 @@ import time
 import pytest
 from stashflow.exceptions import StorageError, StorageNotFound
 from stashflow.plugins import get_registry
+from stashflow.storage import record_keys
 from stashflow_s3 import S3Bucket
 
 MiB = 1024 * 1024
@@ -108,12 +109,13 @@ def test_list_prefixes_and_internal_keys(backend, bucket, raw):
     backend.write("a/.stashflow-tmp-1", b"tmp")
     raw.put_object(Bucket=bucket, Key="team/results/dir-marker/", Body=b"")
     raw.put_object(Bucket=bucket, Key="team/other", Body=b"outside the folder")
-    assert sorted(backend.list()) == ["a/1", "a/2", "ab", "b/c/d", "x"]
-    assert sorted(backend.list("a")) == ["a/1", "a/2", "ab"]
-    assert sorted(backend.list("a/")) == ["a/1", "a/2"]
+    assert sorted(backend.list()) == [".stashflow-locks/a", "a/.stashflow-tmp-1", "a/1", "a/2",
+                                      "ab", "b/c/d", "x"]
+    assert sorted(record_keys(backend)) == ["a/1", "a/2", "ab", "b/c/d", "x"]
+    assert sorted(backend.list("a")) == ["a/.stashflow-tmp-1", "a/1", "a/2", "ab"]
+    assert sorted(backend.list("a/")) == ["a/.stashflow-tmp-1", "a/1", "a/2"]
     assert list(backend.list("b/c/")) == ["b/c/d"]
     assert list(backend.list("zzz")) == []
-    # Internal keys are listed when asked for by prefix (the storage lock manager does).
     assert list(backend.list(".stashflow-locks/")) == [".stashflow-locks/a"]
 
 

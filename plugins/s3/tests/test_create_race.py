@@ -6,6 +6,7 @@ import threading
 
 import pytest
 from stashflow import ResultStore
+from stashflow.storage import record_keys
 from stashflow_s3 import S3Bucket
 
 
@@ -49,7 +50,7 @@ def test_result_store_create_race_many_threads(backend):
 
 
 def test_storage_locks_on_s3_exclude_each_other(backend):
-    from stashflow.locks import StorageLockManager
+    from stashflow.locking import StorageLockManager
 
     locks = StorageLockManager(backend, default_lease=30)
     assert locks.acquire("job", "worker-1", timeout=1)
@@ -58,4 +59,4 @@ def test_storage_locks_on_s3_exclude_each_other(backend):
     locks.release("job", "worker-1")
     assert locks.acquire("job", "worker-2", timeout=1)
     locks.release("job", "worker-2")
-    assert list(backend.list()) == []  # lock records stay out of the results' listing
+    assert list(record_keys(backend)) == []  # lock records stay out of the results' listing

@@ -125,6 +125,6 @@ def test_reading_a_header_does_not_download_the_payload(bucket, proxy, moto_endp
 
     relay.reset_counts()
     assert counted.read("big") == payload
-    # Verified, then deserialized: the reader keeps what it fetched in a temp file,
-    # so the payload crosses the wire once.
+    # Verified into a private copy, then deserialized from it: the payload crosses
+    # the wire once.
     assert len(payload) <= relay.down < len(payload) + MiB

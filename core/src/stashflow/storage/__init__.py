@@ -19,7 +19,7 @@ from typing import IO, Any, ClassVar
 
 from .._files import make_dirs
 from ..blocks import Block
-from ..exceptions import StorageError, StorageNotFound
+from ..exceptions import StorageNotFound
 from ..keys import RESERVED_PREFIX, is_internal
 
 BytesOrFile = bytes | bytearray | memoryview | IO[bytes]
@@ -56,7 +56,12 @@ class StorageBackend(Block):
         return io.BytesIO(self.read(key))
 
     def exists(self, key: str) -> bool:
-        raise NotImplementedError
+        """True if an object is stored at `key` (default: `stat` finds one)."""
+        try:
+            self.stat(key)
+        except FileNotFoundError:
+            return False
+        return True
 
     def delete(self, key: str) -> None:
         raise NotImplementedError
@@ -73,6 +78,21 @@ class StorageBackend(Block):
     def create(self, key: str, data: BytesOrFile) -> bool:
         """Store `data` only if `key` is absent; True when this call created it."""
         raise NotImplementedError
+
+    # -- what the backend declares to the rest of stashflow -----------------------------
+
+    #: the registered lock manager that suits this storage when none is named ("storage":
+    #: lock records kept in the storage itself, which works anywhere)
+    default_lock_manager: ClassVar[str] = "storage"
+
+    def lock_directory(self) -> str | None:
+        """A private local directory for the "file" lock manager's files, or None
+        (then `$STASHFLOW_HOME/locks`). Made on demand, never a link."""
+        return None
+
+    def location(self) -> str:
+        """Where the objects live, as one string: locks on the same objects share names."""
+        return f"{self.type_slug}:{self.url_for('')}"
 
     # -- the client ------------------------------------------------------------------
 
@@ -171,76 +191,7 @@ def copy_into(data: BytesOrFile, file: IO[bytes]) -> None:
         shutil.copyfileobj(data, file, 1024 * 1024)
 
 
-class FsspecStorageBackend(StorageBackend):
-    """A backend over any fsspec file system: subclasses provide `connect()` and `root()`.
-
-    `create` here checks then writes, which is not atomic; cloud plugins override
-    it with their service's conditional write.
-    """
-
-    def root(self) -> str:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def _path(self, key: str) -> str:
-        root = self.root().rstrip("/")
-        return f"{root}/{key}" if key else root
-
-    def _error(self, action: str, key: str, exc: Exception) -> StorageError:
-        return StorageError(f"{self.type_slug}: could not {action} {self.url_for(key)}: {exc}")
-
-    def write(self, key: str, data: BytesOrFile) -> None:
-        fs = self.filesystem()
-        try:
-            if isinstance(data, (bytes, bytearray, memoryview)):
-                fs.pipe_file(self._path(key), bytes(data))
-            else:
-                with fs.open(self._path(key), "wb") as f:
-                    copy_into(data, f)
-        except FileNotFoundError:
-            raise
-        except Exception as exc:
-            raise self._error("write", key, exc) from exc
-
-    def read(self, key: str) -> bytes:
-        return self.filesystem().cat_file(self._path(key))
-
-    def open_read(self, key: str) -> IO[bytes]:
-        return self.filesystem().open(self._path(key), "rb")
-
-    def exists(self, key: str) -> bool:
-        return self.filesystem().exists(self._path(key))
-
-    def delete(self, key: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.filesystem().rm_file(self._path(key))
-
-    def list(self, prefix: str = "") -> Iterator[str]:
-        fs = self.filesystem()
-        root = self.root().rstrip("/")
-        base = prefix.rpartition("/")[0]
-        start = f"{root}/{base}" if base else root
-        try:
-            found = fs.find(start)
-        except FileNotFoundError:
-            return
-        cut = len(fs._strip_protocol(root).rstrip("/")) + 1
-        for path in found:
-            key = fs._strip_protocol(path)[cut:]
-            if key.startswith(prefix):
-                yield key
-
-    def create(self, key: str, data: BytesOrFile) -> bool:
-        if self.exists(key):
-            return False
-        self.write(key, data)
-        return True
-
-    def stat(self, key: str) -> dict[str, Any]:
-        info = self.filesystem().info(self._path(key))
-        return {"size": info.get("size")}
-
-    def url_for(self, key: str = "") -> str:
-        return self._path(key)
+from .fsspec import FsspecStorageBackend  # noqa: E402 (it subclasses StorageBackend)
 
 
 def default_storage(registry=None) -> StorageBackend:

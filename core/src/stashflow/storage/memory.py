@@ -25,6 +25,7 @@ class MemoryStorage(StorageBackend):
 
     type_slug = "memory"
     url_schemes = ("memory",)
+    default_lock_manager = "memory"  # its objects live in this process only
 
     name: str = "default"
 

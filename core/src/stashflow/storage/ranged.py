@@ -1,39 +1,50 @@
 """A seekable reader over one stored object, made of ranged GETs (for backend authors).
 
 `open_ranged(fetch, size, name)` turns a `fetch(start, end) -> bytes` function
-into the buffered, seekable binary file that `StorageBackend.open_read` returns.
+into the seekable binary file that `StorageBackend.open_read` returns.
 
-Each raw read fetches at most CHUNK bytes, so reading a header costs one small
-request (BUFFER bytes) and reading a large value holds at most one chunk beyond
-the caller's own buffer. For objects of TEE_BYTES or more, what is fetched
-from the start onwards is also kept in an anonymous temp file: a record is read
-twice (verified, then deserialized), and the second pass comes from local disk
-instead of the network.
+Reads are served from a read-ahead buffer that starts at FIRST_READ_BYTES (one
+request reads a record header) and doubles with each sequential refill up to
+MAX_READ_BYTES; a seek elsewhere starts it small again, and reaching the end of
+the object lets it go. A read larger than the read-ahead goes straight into the
+caller's buffer (pickle's and the record layer's `readinto`), so a big payload
+is never held twice in memory. Each fetch asks for at most MAX_READ_BYTES.
 """
 
 from __future__ import annotations
 
 import io
-import tempfile
 from collections.abc import Callable
 
-CHUNK = 8 * 1024 * 1024
-BUFFER = 64 * 1024  # what one small read (a record header) fetches
-TEE_BYTES = 8 * 1024 * 1024
+from ..exceptions import StorageError
+
+FIRST_READ_BYTES = 64 * 1024  # the first read-ahead: a record header and then some
+MAX_READ_BYTES = 32 * 1024 * 1024  # the read-ahead's cap, and the largest single fetch
+
+Fetch = Callable[[int, int], bytes | bytearray | memoryview]
 
 
 class RangeReader(io.RawIOBase):
-    """`fetch(start, end)` returns bytes [start, end) of an object of `size` bytes."""
+    """`fetch(start, end)` returns bytes [start, end) of an object of `size` bytes.
 
-    def __init__(self, fetch: Callable[[int, int], bytes], size: int, name: str):
+    `fetch` is called only with 0 <= start < end <= size, and must return exactly
+    `end - start` bytes of the object as it was when the reader was opened (pin
+    a version or ETag); its errors should be StorageError naming the backend and
+    key. A fetch of the wrong length is a StorageError. `fetched` counts the
+    bytes fetched so far.
+    """
+
+    def __init__(self, fetch: Fetch, size: int, name: str):
         super().__init__()
         self._fetch = fetch
         self._size = size
         self._pos = 0
-        self._tee: io.BufferedRandom | None = None
-        self._teed = 0  # object bytes [0, _teed) are in the tee file
+        self._buf = memoryview(b"")  # the read-ahead: object bytes from _buf_start on
+        self._buf_start = 0
+        self._ahead = FIRST_READ_BYTES
+        self._next = -1  # where a sequential fetch would start
         self.name = name
-        self.fetched = 0  # bytes downloaded so far
+        self.fetched = 0
 
     def readable(self) -> bool:
         return True
@@ -42,53 +53,72 @@ class RangeReader(io.RawIOBase):
         return True
 
     def tell(self) -> int:
+        self._checkClosed()
         return self._pos
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._checkClosed()
+        if whence not in (io.SEEK_SET, io.SEEK_CUR, io.SEEK_END):
+            raise ValueError(f"invalid whence ({whence!r})")
+        base = (0, self._pos, self._size)[whence]
         if base + offset < 0:
             raise ValueError(f"negative seek position {base + offset}")
         self._pos = base + offset
         return self._pos
 
     def readinto(self, buffer) -> int:
-        view = memoryview(buffer).cast("B")
-        n = min(len(view), self._size - self._pos)
-        if n <= 0:
-            return 0
-        if self._pos < self._teed:
-            self._tee.seek(self._pos)
-            got = self._tee.readinto(view[: min(n, self._teed - self._pos)])
+        self._checkClosed()
+        out = memoryview(buffer).cast("B")
+        want = min(len(out), self._size - self._pos)
+        done = 0
+        while done < want:
+            offset = self._pos - self._buf_start
+            if 0 <= offset < len(self._buf):
+                n = min(want - done, len(self._buf) - offset)
+                out[done:done + n] = self._buf[offset:offset + n]
+            else:
+                n = self._fill(out[done:want])
+            done += n
+            self._pos += n
+        if self._pos >= self._size:
+            self._buf = memoryview(b"")  # at the end: nothing more to read ahead of
+        return done
+
+    def _fill(self, out: memoryview) -> int:
+        """Fetch at the position: straight into `out` if it is bigger than the read-ahead."""
+        start = self._pos
+        sequential = start == self._next
+        self._ahead = min(self._ahead * 2, MAX_READ_BYTES) if sequential else FIRST_READ_BYTES
+        self._buf = memoryview(b"")  # behind us: let it go before fetching more
+        if len(out) > self._ahead:
+            n = min(len(out), MAX_READ_BYTES)
+            out[:n] = self._get(start, start + n)
         else:
-            data = self._fetch(self._pos, self._pos + min(n, CHUNK))
-            got = len(data)
-            view[:got] = data
-            self.fetched += got
-            if self._pos == self._teed and self._size >= TEE_BYTES:
-                if self._tee is None:
-                    self._tee = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
-                self._tee.seek(self._teed)
-                self._tee.write(data)
-                self._teed += got
-        self._pos += got
-        return got
+            self._buf = self._get(start, min(start + self._ahead, self._size))
+            self._buf_start = start
+            n = min(len(out), len(self._buf))
+            out[:n] = self._buf[:n]
+        return n
+
+    def _get(self, start: int, end: int) -> memoryview:
+        data = memoryview(self._fetch(start, end)).cast("B")
+        if len(data) != end - start:
+            raise StorageError(f"{self.name}: asked for {end - start} bytes at offset {start}, "
+                               f"got {len(data)}; read it again")
+        self.fetched += len(data)
+        self._next = end
+        return data
 
     def readall(self) -> bytes:
         rest = bytearray(max(self._size - self._pos, 0))
-        view, done = memoryview(rest), 0
-        while done < len(rest):
-            n = self.readinto(view[done:])
-            if not n:
-                break
-            done += n
-        return bytes(rest[:done])
+        self.readinto(rest)
+        return bytes(rest)
 
     def close(self) -> None:
-        if self._tee is not None:
-            self._tee.close()
-            self._tee = None
+        self._buf = memoryview(b"")
         super().close()
 
 
-def open_ranged(fetch: Callable[[int, int], bytes], size: int, name: str) -> io.BufferedReader:
-    return io.BufferedReader(RangeReader(fetch, size, name), buffer_size=BUFFER)
+def open_ranged(fetch: Fetch, size: int, name: str) -> RangeReader:
+    """A seekable binary file over an object of `size` bytes read by `fetch(start, end)`."""
+    return RangeReader(fetch, size, name)

@@ -22,8 +22,9 @@ from typing import IO, Any
 from stashflow import hookimpl
 from stashflow.blocks import SecretStr, reveal
 from stashflow.exceptions import StorageError
-from stashflow.keys import RESERVED_PREFIX, validate_storage_key
+from stashflow.keys import validate_storage_key
 from stashflow.storage import BytesOrFile, StorageBackend, clean_folder
+from stashflow.storage.parts import single_or_parts
 from stashflow.storage.ranged import open_ranged
 
 PART_BYTES = 8 * 1024 * 1024  # one Put Blob up to this; staged blocks of this size beyond
@@ -37,25 +38,6 @@ def _code(exc: BaseException) -> str | None:
     if code is None and getattr(exc, "status_code", None) == 412:
         return "ConditionNotMet"
     return getattr(code, "value", code)
-
-
-def _chunks(data: BytesOrFile) -> Iterator[bytes | memoryview]:
-    """`data` in PART_BYTES pieces; a file is read one piece at a time, in the caller's thread."""
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        view = memoryview(data).cast("B")
-        for start in range(0, max(len(view), 1), PART_BYTES):
-            yield view[start:start + PART_BYTES]
-        return
-    while True:
-        chunk = data.read(PART_BYTES)
-        while chunk and len(chunk) < PART_BYTES:  # a raw stream may return short reads
-            more = data.read(PART_BYTES - len(chunk))
-            if not more:
-                break
-            chunk += more
-        yield chunk
-        if len(chunk) < PART_BYTES:
-            return
 
 
 class AzureBlobStorageContainer(StorageBackend):
@@ -182,16 +164,12 @@ class AzureBlobStorageContainer(StorageBackend):
         condition = {"match_condition": MatchConditions.IfMissing} if create else {}
         start = _position(data)
         for attempt in range(1, COMMIT_ATTEMPTS + 1):
-            chunks = _chunks(data)
-            first = next(chunks)
-            second = next(chunks, None)
-            if second is None or not len(second):
-                self._call(action, key, blob.upload_blob, bytes(first), overwrite=not create)
+            single, parts = single_or_parts(data, PART_BYTES)
+            if parts is None:
+                self._call(action, key, blob.upload_blob, bytes(single), overwrite=not create)
                 return
             blocks = []
-            for chunk in _chain(first, second, chunks):
-                if blocks and not len(chunk):
-                    break
+            for chunk in parts:
                 block = BlobBlock(uuid.uuid4().hex)
                 self._call(action, key, blob.stage_block, block.id, chunk, length=len(chunk))
                 blocks.append(block)
@@ -252,16 +230,12 @@ class AzureBlobStorageContainer(StorageBackend):
 
         def fetch(start: int, end: int) -> bytes:
             try:
-                data = self._call("read", key, download, start, end)
+                return self._call("read", key, download, start, end)
             except (FileNotFoundError, FileExistsError):
                 raise StorageError(
                     f"azure-blob-storage: {self.url_for(key)} was replaced or deleted while "
                     "being read; read it again"
                 ) from None
-            if len(data) != end - start:
-                raise StorageError(f"azure-blob-storage: short read of {self.url_for(key)} "
-                                   f"({len(data)} of {end - start} bytes at offset {start})")
-            return data
 
         return open_ranged(fetch, props.size, self.url_for(key))
 
@@ -281,11 +255,7 @@ class AzureBlobStorageContainer(StorageBackend):
             self._call("delete", key, self._blob(key).delete_blob, delete_snapshots="include")
 
     def list(self, prefix: str = "") -> Iterator[str]:
-        """Keys under `blob_folder` starting with `prefix`.
-
-        Keys with a segment starting with ".stashflow" are left out unless `prefix`
-        starts with it (the "storage" lock manager lists its records that way).
-        """
+        """Every key under `blob_folder` starting with `prefix`."""
         container = self.filesystem().service_client.get_container_client(self.container_name)
 
         async def names() -> list[str]:
@@ -298,11 +268,9 @@ class AzureBlobStorageContainer(StorageBackend):
             return found
 
         cut = len(self._prefix)
-        internal = prefix.startswith(RESERVED_PREFIX)  # lock records are listed when asked for
         for name in self._call("list", prefix, names):
             key = name[cut:]
-            if key and not key.endswith("/") and (internal or not any(
-                    s.startswith(RESERVED_PREFIX) for s in key.split("/"))):
+            if key and not key.endswith("/"):
                 yield key
 
 
@@ -314,12 +282,6 @@ def _position(data: BytesOrFile) -> int | None:
         return data.tell() if data.seekable() else None
     except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
         return None
-
-
-def _chain(first, second, rest):
-    yield first
-    yield second
-    yield from rest
 
 
 @hookimpl

@@ -1,7 +1,7 @@
 """Google Cloud Storage result storage, on gcsfs.
 
 Every write is one upload - a single request for bytes under 50 MiB (or a
-file under 8 MiB), else a resumable upload in 8 MiB parts that publishes the
+file of up to 8 MiB), else a resumable upload in 8 MiB parts that publishes the
 object only when the last part lands - so a reader sees the old object, the
 whole new one, or nothing.
 `create` sends `ifGenerationMatch=0`, which the service checks atomically.
@@ -25,6 +25,7 @@ from stashflow.blocks import SecretStr, reveal
 from stashflow.exceptions import StorageError
 from stashflow.keys import RESERVED_PREFIX, validate_storage_key
 from stashflow.storage import BytesOrFile, StorageBackend, clean_folder
+from stashflow.storage.parts import single_or_parts
 from stashflow.storage.ranged import open_ranged
 
 PART_BYTES = 8 * 1024 * 1024  # resumable upload part; a multiple of GCS's 256 KiB unit
@@ -36,17 +37,6 @@ _honours_preconditions: dict[str, bool] = {}  # endpoint -> does it check ifGene
 def _emulator_host() -> str | None:
     host = os.environ.get("STORAGE_EMULATOR_HOST", "")
     return host if host not in ("", "default") else None
-
-
-def _read_part(data: IO[bytes]) -> bytes:
-    """Up to PART_BYTES from `data`, short only at its end (raw streams may read short)."""
-    part = data.read(PART_BYTES)
-    while part and len(part) < PART_BYTES:
-        more = data.read(PART_BYTES - len(part))
-        if not more:
-            break
-        part += more
-    return part
 
 
 class GcsBucket(StorageBackend):
@@ -170,25 +160,21 @@ class GcsBucket(StorageBackend):
     def _upload(self, action: str, key: str, data: BytesOrFile, create: bool) -> None:
         """One upload; errors of the service become StorageError, the caller's own pass."""
         path = self._path(key)
-        first = None
+        parts = None
         if not isinstance(data, (bytes, bytearray, memoryview)):
-            first = _read_part(data)
-            if len(first) < PART_BYTES:  # the whole file: one request, like bytes
-                data = first
+            data, parts = single_or_parts(data, PART_BYTES)  # a small file: one request, like bytes
         with self._writing(action, key):
             fs = self.filesystem()
-            if isinstance(data, (bytes, bytearray, memoryview)):
+            if parts is None:
                 fs.pipe_file(path, memoryview(data).cast("B"),
                              mode="create" if create else "overwrite")
                 return
             f = fs.open(path, "xb" if create else "wb", block_size=PART_BYTES)
         lost = "the server no longer knows the upload (did it restart?); nothing was published"
         try:
-            with self._writing(action, key, lost):
-                f.write(first)
-            while chunk := data.read(PART_BYTES):
+            for part in parts:
                 with self._writing(action, key, lost):
-                    f.write(chunk)
+                    f.write(part)
             with self._writing(action, key, lost):
                 f.close()
         except BaseException:
@@ -258,16 +244,12 @@ class GcsBucket(StorageBackend):
         def fetch(start: int, end: int) -> bytes:
             try:
                 with self._reading("read", key):
-                    data = fs.cat_file(path, start=start, end=end, generation=generation)
+                    return fs.cat_file(path, start=start, end=end, generation=generation)
             except FileNotFoundError:
                 raise StorageError(
                     f"gcs-bucket: {self.url_for(key)} was replaced or deleted while being read; "
                     "read it again"
                 ) from None
-            if len(data) != end - start:
-                raise StorageError(f"gcs-bucket: short read of {self.url_for(key)} "
-                                   f"({len(data)} of {end - start} bytes at offset {start})")
-            return data
 
         return open_ranged(fetch, int(info["size"]), self.url_for(key))
 
@@ -291,24 +273,16 @@ class GcsBucket(StorageBackend):
             self.filesystem().rm_file(path)
 
     def list(self, prefix: str = "") -> Iterator[str]:
-        """Keys under `bucket_folder` starting with `prefix`.
-
-        Keys with a segment starting with ".stashflow" are left out unless `prefix`
-        starts with it (the "storage" lock manager lists its records that way).
-        """
+        """Every key under `bucket_folder` starting with `prefix`."""
         root = self._root
         with self._reading("list", prefix):
             try:
                 names = self.filesystem().find(root.rstrip("/"), prefix=prefix)
             except FileNotFoundError:
                 return
-        internal = prefix.startswith(RESERVED_PREFIX)  # lock records are listed when asked for
         for name in names:
-            if not name.startswith(root):
-                continue
             key = name[len(root):]
-            if key.startswith(prefix) and key and not key.endswith("/") and (
-                    internal or not any(s.startswith(RESERVED_PREFIX) for s in key.split("/"))):
+            if name.startswith(root) and key.startswith(prefix) and key and not key.endswith("/"):
                 yield key
 
 

@@ -5,15 +5,14 @@ s3fs's client, so nothing depends on s3fs's listing cache. Writes are atomic
 on the server: a plain PUT, or a multipart upload that becomes visible only
 when it is completed (and is aborted on failure). `create` is a conditional
 PUT (`If-None-Match: *`). Reads are ranged GETs pinned to the ETag seen when
-the object was opened, with a read-ahead that starts small (a header read
-costs one 64 KiB request) and grows for sequential streaming.
+the object was opened (core's `open_ranged`: a header read costs one 64 KiB
+request, and the read-ahead grows for sequential streaming).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import tempfile
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import IO, Any
@@ -21,16 +20,15 @@ from typing import IO, Any
 from stashflow import hookimpl
 from stashflow.blocks import SecretStr, reveal
 from stashflow.exceptions import StorageError, StorageNotFound
-from stashflow.keys import RESERVED_PREFIX, validate_storage_key
+from stashflow.keys import validate_storage_key
 from stashflow.storage import SPOOL_BYTES, BytesOrFile, Spool, StorageBackend, clean_folder
+from stashflow.storage.parts import single_or_parts
+from stashflow.storage.ranged import open_ranged
 
 MiB = 1024 * 1024
 PART_BYTES = 8 * MiB  # multipart part size (S3's minimum is 5 MiB); grown for huge objects
 MAX_PARTS = 10_000  # S3's limit on parts per upload
 UPLOAD_THREADS = 4  # parts in flight at once (and in memory) during a multipart upload
-FIRST_READ_BYTES = 64 * 1024  # the first ranged GET of a reader: a record header and then some
-MAX_READ_BYTES = 32 * MiB  # read-ahead cap, and the largest single ranged GET
-TEE_BYTES = 8 * MiB  # objects this big keep what a sequential read fetched on local disk
 
 
 class S3Bucket(StorageBackend):
@@ -119,25 +117,6 @@ class S3Bucket(StorageBackend):
 
     # -- writing ----------------------------------------------------------------------
 
-    @staticmethod
-    def _parts(data: BytesOrFile, part_bytes: int) -> Iterator[bytes | memoryview]:
-        """`data` cut into upload parts, reading a file one part at a time."""
-        if isinstance(data, (bytes, bytearray, memoryview)):
-            view = memoryview(data).cast("B")
-            for start in range(0, max(len(view), 1), part_bytes):
-                yield view[start:start + part_bytes]
-            return
-        while True:
-            chunk = data.read(part_bytes)
-            while 0 < len(chunk) < part_bytes:  # a short read is not the end of a file
-                more = data.read(part_bytes - len(chunk))
-                if not more:
-                    break
-                chunk += more
-            yield chunk
-            if len(chunk) < part_bytes:
-                return
-
     def _part_size(self, data: BytesOrFile) -> int:
         if isinstance(data, (bytes, bytearray, memoryview)):
             size = memoryview(data).nbytes
@@ -156,11 +135,9 @@ class S3Bucket(StorageBackend):
         A multipart upload is visible only once completed; on any failure it is aborted.
         """
         object_key = self._object_key(key)
-        parts = self._parts(data, self._part_size(data))
-        first = next(parts)
-        second = next(parts, None)
-        if second is None or not len(second):
-            self._call(action, key, "put_object", Key=object_key, Body=bytes(first), **conditions)
+        single, parts = single_or_parts(data, self._part_size(data))
+        if parts is None:
+            self._call(action, key, "put_object", Key=object_key, Body=bytes(single), **conditions)
             return
         upload = self._call(action, key, "create_multipart_upload", Key=object_key)["UploadId"]
 
@@ -173,9 +150,7 @@ class S3Bucket(StorageBackend):
             sent: list[Future] = []
             pending: set[Future] = set()
             with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="stashflow-s3") as pool:
-                for number, chunk in enumerate(_chain(first, second, parts), start=1):
-                    if number > 1 and not len(chunk):
-                        break
+                for number, chunk in enumerate(parts, start=1):
                     # At most UPLOAD_THREADS parts in memory; the first failure stops reading.
                     # (Wait on the pending parts only: waiting on all returns at once as
                     # soon as any part has finished, and the loop would spin.)
@@ -248,9 +223,28 @@ class S3Bucket(StorageBackend):
         return self._get(key, fetch)
 
     def open_read(self, key: str) -> IO[bytes]:
-        """A seekable reader; only the ranges read are downloaded."""
+        """A seekable reader; only the ranges read are downloaded, all of the version opened."""
         head = self._head("read", key)
-        return _Reader(self, key, head["ContentLength"], head.get("ETag"))
+        conditions = {"IfMatch": head["ETag"]} if head.get("ETag") else {}
+        fs = self.filesystem()
+
+        def fetch(start: int, end: int) -> memoryview:
+            async def get() -> memoryview:
+                resp = await fs._call_s3("get_object", Bucket=self.bucket_name,
+                                         Key=self._object_key(key),
+                                         Range=f"bytes={start}-{end - 1}", **conditions)
+                body, out, got = resp["Body"], bytearray(end - start), 0
+                try:  # in pieces: the whole body at once would be held twice
+                    while got < len(out) and (chunk := await body.read(min(MiB, len(out) - got))):
+                        out[got:got + len(chunk)] = chunk
+                        got += len(chunk)
+                finally:
+                    body.close()
+                return memoryview(out)[:got]
+
+            return self._get(key, get)
+
+        return open_ranged(fetch, head["ContentLength"], self.url_for(key))
 
     def exists(self, key: str) -> bool:
         try:
@@ -271,20 +265,15 @@ class S3Bucket(StorageBackend):
             self._call("delete", key, "delete_object", Key=self._object_key(key))
 
     def list(self, prefix: str = "") -> Iterator[str]:
-        """Keys under `bucket_folder` starting with `prefix`.
-
-        stashflow's internal keys (a segment starting with ".stashflow": lock records)
-        are listed only when `prefix` itself starts with ".stashflow".
-        """
+        """Every key under `bucket_folder` starting with `prefix`."""
         cut = len(self._prefix)
-        hide = not prefix.startswith(RESERVED_PREFIX)
         token: dict[str, str] = {}
         while True:
             page = self._call("list", prefix, "list_objects_v2",
                               Prefix=self._prefix + prefix, **token)
             for item in page.get("Contents", ()):
                 key = item["Key"][cut:]
-                if key and not key.endswith("/") and not (hide and _internal(key)):
+                if key and not key.endswith("/"):
                     yield key
             if not page.get("IsTruncated"):
                 return
@@ -307,43 +296,6 @@ class S3Bucket(StorageBackend):
                 ) from exc
             raise self._error("read", key, exc) from exc
 
-    def _get_range(self, key: str, start: int, end: int, etag: str | None, out: memoryview) -> int:
-        """GET bytes [start, end) of the object as it was at open (ETag) into `out`."""
-        fs = self.filesystem()
-        conditions = {"IfMatch": etag} if etag else {}
-
-        async def fetch() -> int:
-            resp = await fs._call_s3("get_object", Bucket=self.bucket_name,
-                                     Key=self._object_key(key), Range=f"bytes={start}-{end - 1}",
-                                     **conditions)
-            body, got = resp["Body"], 0
-            try:
-                while got < end - start:
-                    chunk = await body.read(min(MiB, end - start - got))
-                    if not chunk:
-                        break
-                    out[got:got + len(chunk)] = chunk
-                    got += len(chunk)
-            finally:
-                body.close()
-            return got
-
-        got = self._get(key, fetch)
-        if got != end - start:
-            raise StorageError(f"s3-bucket: short read of {self.url_for(key)} "
-                               f"({got} of {end - start} bytes at offset {start})")
-        return got
-
-
-def _chain(first, second, rest):
-    yield first
-    yield second
-    yield from rest
-
-
-def _internal(key: str) -> bool:
-    return any(segment.startswith(RESERVED_PREFIX) for segment in key.split("/"))
-
 
 def _error_code(exc: BaseException | None) -> str | None:
     """The S3 error code behind an s3fs/botocore exception, if any."""
@@ -353,111 +305,6 @@ def _error_code(exc: BaseException | None) -> str | None:
             return response.get("Error", {}).get("Code")
         exc = exc.__cause__
     return None
-
-
-class _Reader(io.RawIOBase):
-    """Seekable reads of one S3 object by ranged GETs.
-
-    Reads are served from a read-ahead buffer that starts at FIRST_READ_BYTES and
-    doubles with each sequential refill up to MAX_READ_BYTES; a read larger than the
-    read-ahead goes straight into the caller's buffer (pickle's `readinto`), so a big
-    payload is never held twice in memory. For objects of TEE_BYTES or more, what
-    arrives (as long as it extends one contiguous range) is also kept in an anonymous
-    temp file, so a record that is verified and then deserialized crosses the
-    network once and memory still holds only the caller's buffers.
-    """
-
-    def __init__(self, backend: S3Bucket, key: str, size: int, etag: str | None):
-        super().__init__()
-        self._backend, self._key, self._size, self._etag = backend, key, size, etag
-        self._pos = 0
-        self._buf = memoryview(b"")
-        self._buf_start = 0
-        self._ahead = FIRST_READ_BYTES
-        self._next = -1  # where a sequential refill would start
-        self._tee: io.FileIO | None = None
-        self._tee_lo = self._tee_hi = 0  # the object bytes [lo, hi) are in the tee file
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        if base + offset < 0:
-            raise ValueError(f"negative seek position {base + offset}")
-        self._pos = base + offset
-        return self._pos
-
-    def readinto(self, b) -> int:
-        out = memoryview(b).cast("B")
-        want = min(len(out), self._size - self._pos)
-        done = 0
-        while done < want:
-            offset = self._pos - self._buf_start
-            if 0 <= offset < len(self._buf):
-                n = min(want - done, len(self._buf) - offset)
-                out[done:done + n] = self._buf[offset:offset + n]
-            elif self._tee is not None and self._tee_lo <= self._pos < self._tee_hi:
-                n = min(want - done, self._tee_hi - self._pos)
-                self._tee.seek(self._pos - self._tee_lo)
-                n = self._tee.readinto(out[done:done + n])
-            else:
-                n = self._fill(out[done:want])
-            done += n
-            self._pos += n
-        return done
-
-    def _fill(self, out: memoryview) -> int:
-        """Fetch at self._pos: straight into `out` if it is big, else refill the buffer."""
-        sequential = self._pos == self._next
-        self._ahead = min(self._ahead * 2, MAX_READ_BYTES) if sequential else FIRST_READ_BYTES
-        start = self._pos
-        if len(out) >= self._ahead:
-            n = min(len(out), MAX_READ_BYTES)
-            fetched = out[:n]
-            self._backend._get_range(self._key, start, start + n, self._etag, fetched)
-        else:
-            end = min(start + self._ahead, self._size)
-            fetched = memoryview(bytearray(end - start))
-            self._backend._get_range(self._key, start, end, self._etag, fetched)
-            self._buf, self._buf_start = fetched, start
-            n = min(len(out), len(fetched))
-            out[:n] = fetched[:n]
-        self._next = start + len(fetched)
-        self._keep(start, fetched)
-        return n
-
-    def _keep(self, start: int, data: memoryview) -> None:
-        """Append `data` (object bytes from `start`) to the tee file when they extend it."""
-        if self._size < TEE_BYTES or not len(data):
-            return
-        if self._tee is None:
-            self._tee = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115 - closed by close()
-            self._tee_lo = self._tee_hi = start
-        if start == self._tee_hi:
-            self._tee.seek(self._tee_hi - self._tee_lo)
-            rest = data
-            while len(rest):
-                rest = rest[self._tee.write(rest):]
-            self._tee_hi += len(data)
-
-    def readall(self) -> bytes:
-        rest = bytearray(max(self._size - self._pos, 0))
-        self.readinto(rest)
-        return bytes(rest)
-
-    def close(self) -> None:
-        self._buf = memoryview(b"")
-        if self._tee is not None:
-            self._tee.close()
-            self._tee = None
-        super().close()
 
 
 @hookimpl

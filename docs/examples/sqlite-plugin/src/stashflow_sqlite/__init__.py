@@ -17,7 +17,6 @@ from typing import IO, Any
 
 from stashflow import hookimpl
 from stashflow.exceptions import SerializationError
-from stashflow.keys import RESERVED_PREFIX
 from stashflow.serializers import Serializer
 from stashflow.storage import BytesOrFile, StorageBackend
 
@@ -98,8 +97,7 @@ class SQLiteStorage(StorageBackend):
             "SELECT key FROM objects WHERE substr(key, 1, ?) = ?", (len(prefix), prefix)
         ).fetchall()
         # Internal keys (lock records) are listed only when asked for by prefix.
-        hide = not prefix.startswith(RESERVED_PREFIX)
-        return iter([key for (key,) in rows if not (hide and key.startswith(RESERVED_PREFIX))])
+        return iter([key for (key,) in rows])  # everything: core keeps internal keys apart
 
     def stat(self, key: str) -> dict[str, Any]:
         row = self._db().execute("SELECT length(data) FROM objects WHERE key = ?", (key,)).fetchone()
