@@ -16,7 +16,7 @@ import fsspec
 import pytest
 from stashflow import ResultStore
 from stashflow.exceptions import LockError, LockManagerNotFound, LockNotHeld, LockTimeout
-from stashflow.locks import (
+from stashflow.locking import (
     FileLockManager,
     LockManager,
     MemoryLockManager,
@@ -282,13 +282,22 @@ def test_storage_lock_manager_refuses_a_backend_that_hides_internal_keys():
 # -- choosing a manager -----------------------------------------------------------------
 
 
-def test_default_lock_manager_fits_the_storage(tmp_path):
+def test_default_lock_manager_is_the_one_the_backend_declares(tmp_path):
+    from stashflow.storage import StorageBackend
+
     class Remote(MemoryStorage):
         type_slug = "remote-ish"
+        default_lock_manager = "storage"  # as if its objects were shared between machines
+
+    class Declares(StorageBackend):  # a third-party backend that says nothing
+        type_slug = "says-nothing"
 
     assert type(default_lock_manager(ResultStore("memory://x"))) is MemoryLockManager
-    assert type(default_lock_manager(ResultStore(tmp_path))) is FileLockManager
+    local = default_lock_manager(ResultStore(tmp_path))
+    assert type(local) is FileLockManager
+    assert local.directory == str(tmp_path / ".stashflow" / "locks")  # its lock_directory()
     assert type(default_lock_manager(Remote(name="r"))) is StorageLockManager
+    assert Declares.default_lock_manager == "storage" and Declares().lock_directory() is None
 
 
 def test_lock_managers_resolve_by_name_or_instance(tmp_path):
@@ -308,7 +317,7 @@ def test_lock_managers_are_registered_through_the_plugin_hook():
 
     registry = get_registry()
     assert set(registry.lock_managers) >= {"memory", "file", "storage"}
-    assert registry.owner("lock_manager", "file") == "stashflow.locks"
+    assert registry.owner("lock_manager", "file") == "stashflow.locking.selection"
 
 
 # -- processes --------------------------------------------------------------------------
@@ -316,7 +325,7 @@ def test_lock_managers_are_registered_through_the_plugin_hook():
 HOLD = """
 import sys, time
 from stashflow import ResultStore
-from stashflow.locks import {cls}
+from stashflow.locking import {cls}
 manager = {cls}(ResultStore(sys.argv[1]).storage)
 {acquire}
 print("holding", flush=True)

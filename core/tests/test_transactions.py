@@ -23,7 +23,7 @@ from stashflow.exceptions import (
     ResultCorrupted,
     SerializationError,
 )
-from stashflow.locks import MemoryLockManager, StorageLockManager
+from stashflow.locking import MemoryLockManager, StorageLockManager
 from stashflow.transactions import Transaction, get_transaction, transaction
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "concepts" / "transactions.md"

@@ -25,7 +25,7 @@ from stashflow import settings
 from stashflow.blocks import Block
 from stashflow.cli import main
 from stashflow.exceptions import LockError, StorageEntryRefused
-from stashflow.locks import FileLockManager, default_lock_manager
+from stashflow.locking import FileLockManager, default_lock_manager
 from stashflow.maintenance import printable
 from stashflow.results import ResultStore
 from stashflow.storage.memory import MemoryStorage

@@ -34,11 +34,13 @@ def make_private_dir(path: str | os.PathLike) -> None:
     make_dirs(path, 0o700)
 
 
-def atomic_write_private(path: Path, data: bytes) -> None:
-    """Write `data` to `path` atomically with mode 0600 (temp file, fsync, rename).
+def write_private(path: Path, data: bytes, *, replace: bool = True) -> bool:
+    """Write `data` to `path` atomically, with mode 0600 from the first byte.
 
-    The temp file is created 0600 from the start, so a secret is never readable
-    by others, not even for a moment.
+    A temp file beside it is written and synced, then renamed over `path`
+    (`replace=True`) or hard-linked to it (`replace=False`: only if `path` is
+    absent; False when it was there). A secret is never readable by others, not
+    even for a moment, and a reader never sees half a file.
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -47,7 +49,13 @@ def atomic_write_private(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        if replace:
+            os.replace(tmp, path)
+            return True
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
         tmp.unlink(missing_ok=True)
-        raise

@@ -9,13 +9,14 @@ under ``$STASHFLOW_HOME/blocks/<type_slug>/<name>.json``.
 from __future__ import annotations
 
 import json
-import os
 import re
 import typing
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ._files import make_private_dir, write_private
 from .exceptions import BlockNotFound, StashflowError
+from .settings import parse_bool
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 _MISSING = object()
@@ -146,8 +147,6 @@ class Block:
 
     def save(self, name: str, overwrite: bool = False) -> str:
         """Save under `name`; returns the slug. Refuses to replace unless `overwrite`."""
-        from ._files import atomic_write_private, make_private_dir
-
         path = block_path(self.type_slug, name)
         make_private_dir(path.parent)
         data = json.dumps(
@@ -155,11 +154,11 @@ class Block:
             indent=2, sort_keys=True,
         ).encode("utf-8")
 
-        if overwrite:
-            atomic_write_private(path, data)
-        else:
-            _create_private(path, data, f"{self.type_slug}/{name}")
-        return f"{self.type_slug}/{name}"
+        slug = f"{self.type_slug}/{name}"
+        if not write_private(path, data, replace=overwrite):
+            raise StashflowError(f"a block is already saved as {slug!r}; pass overwrite=True "
+                                 "(stashflow block create --overwrite) to replace it")
+        return slug
 
     @classmethod
     def load(cls, name: str) -> Block:
@@ -184,27 +183,6 @@ def blocks_dir() -> Path:
 
 def block_path(type_slug: str, name: str) -> Path:
     return blocks_dir() / _check_name(type_slug) / f"{_check_name(name)}.json"
-
-
-def _create_private(path: Path, data: bytes, slug: str) -> None:
-    """Create `path` only if absent, atomically: write a temp file, then hard-link it."""
-    import uuid
-
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            raise StashflowError(
-                f"a block is already saved as {slug!r}; pass overwrite=True to replace it"
-            ) from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def split_slug(slug: str) -> tuple[str, str]:
@@ -274,7 +252,7 @@ def coerce(cls: type[Block], field: str, text: str) -> Any:
         hints = {}
     annotation = hints.get(field, str)
     for kind, parse, what in ((int, int, "an integer"), (float, float, "a number"),
-                              (bool, _parse_bool, "true or false")):
+                              (bool, parse_bool, "true or false")):
         if annotation in (kind, kind | None):
             try:
                 return parse(text)
@@ -285,10 +263,3 @@ def coerce(cls: type[Block], field: str, text: str) -> Any:
     return text
 
 
-def _parse_bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(text)

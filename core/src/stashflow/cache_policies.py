@@ -21,6 +21,7 @@ from .exceptions import CacheKeyError
 from .fingerprint import code_fingerprint, source_hash
 from .hashing import canonical_bytes, hash_inputs, hash_objects
 from .hookspecs import hookimpl
+from .isolation import isolation_level as as_isolation_level
 
 _UNSET: Any = object()
 _DIGEST_SIZE = 16  # 32 hex characters: a short, collision-safe file name
@@ -34,7 +35,6 @@ def _qualname(obj: Any) -> str:
 
 
 _SETTINGS = ("isolation_level", "lock_manager", "key_storage")
-_ISOLATION_LEVELS = (None, "READ_COMMITTED", "SERIALIZABLE")
 
 
 class CachePolicy:
@@ -60,9 +60,8 @@ class CachePolicy:
         changes = {k: v for k, v in (("isolation_level", isolation_level),
                                      ("lock_manager", lock_manager),
                                      ("key_storage", key_storage)) if v is not _UNSET}
-        if changes.get("isolation_level") not in _ISOLATION_LEVELS:
-            raise ValueError(f"isolation_level must be None, 'READ_COMMITTED' or 'SERIALIZABLE', "
-                             f"not {changes['isolation_level']!r}")
+        if "isolation_level" in changes:
+            changes["isolation_level"] = as_isolation_level(changes["isolation_level"])
         return self._replace(**changes)
 
     def _replace(self, **changes: Any) -> CachePolicy:

@@ -40,7 +40,6 @@ import functools
 import hashlib
 import numbers
 import os
-import struct
 import sys
 import threading
 import types
@@ -48,7 +47,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .exceptions import CacheKeyError
-from .hashing import canonical_bytes
+from .hashing import canonical_bytes, code_digest
 
 _DIGEST_SIZE = 16
 _MAX_DEPTH = 8
@@ -58,10 +57,6 @@ _HEADER = f"stashflow-code-1 {_PYTHON}\0".encode()
 _MISSING: Any = object()
 _EMPTY: Any = object()  # an empty closure cell
 _BUILTINS = builtins.__dict__
-# Where a function was defined (CO_NESTED) and `from __future__` flags (above 0xFFFF:
-# their effects are in the bytecode and constants already) do not change what it runs.
-_CODE_FLAGS = 0xFFFF & ~0x10
-_code_counts = struct.Struct("<IIII").pack
 
 
 def _text(s: str) -> bytes:
@@ -200,37 +195,26 @@ _GLOBAL_READS = frozenset({"LOAD_GLOBAL", "LOAD_NAME", "LOAD_FROM_DICT_OR_GLOBAL
 def _code(code: types.CodeType) -> _Code:
     found = _CODES.get(code)
     if found is None:
-        out = bytearray()
         global_names: list[str] = []
         names: list[str] = []
-        _walk(code, out, global_names, names)
-        found = _Code(hashlib.blake2b(out, digest_size=_DIGEST_SIZE).digest(),
-                      tuple(dict.fromkeys(global_names)), tuple(dict.fromkeys(names)))
+        _names(code, global_names, names)
+        found = _Code(code_digest(code), tuple(dict.fromkeys(global_names)),
+                      tuple(dict.fromkeys(names)))
         if len(_CODES) > 4096:
             _CODES.clear()
         _CODES[code] = found
     return found
 
 
-def _walk(code: types.CodeType, out: bytearray, global_names: list[str], names: list[str]) -> None:
+def _names(code: types.CodeType, global_names: list[str], names: list[str]) -> None:
+    """The names a code object (and the code nested in it) reads, globals apart."""
     import dis
 
-    out += _text(code.co_name) + _code_counts(
-        code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount,
-        code.co_flags & _CODE_FLAGS)
-    for data in (code.co_code, code.co_exceptiontable):
-        out += len(data).to_bytes(4, "little") + data
-    for group in (code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars):
-        out += len(group).to_bytes(4, "little") + b"".join(_text(n) for n in group)
-    out += len(code.co_consts).to_bytes(4, "little")
     names.extend(code.co_names)
     global_names.extend(i.argval for i in dis.get_instructions(code) if i.opname in _GLOBAL_READS)
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
-            out += b"@"
-            _walk(const, out, global_names, names)
-        else:
-            out += canonical_bytes(const)
+            _names(const, global_names, names)
 
 
 # -- the analysis ---------------------------------------------------------------------------

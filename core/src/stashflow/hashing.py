@@ -26,7 +26,8 @@ q    defaultdict (default_factory, then the pairs)
 e    Ellipsis
 E    Enum member: class name, member name (before int and str: IntEnum)
 C    a class: its name
-L    a function: its name and `fingerprint.code_fingerprint` (its code)
+L    a function: its name, `code_digest` of its code, its closure values and defaults
+@    a code object (inside `code_digest`): bytecode, names, constants, nested code
 W    datetime: fields, fold, tzinfo      Y date      H time: fields, fold, tzinfo
 J    timedelta    z timezone: offset and name    k ZoneInfo: key
 x    Decimal: str (keeps -0, NaN vs sNaN, exponent)    Q Fraction    U UUID
@@ -344,9 +345,72 @@ def _type(out: bytearray, x: type, seen: set) -> None:
 
 
 def _function(out: bytearray, x: types.FunctionType, seen: set) -> None:
-    from .fingerprint import code_fingerprint
+    # Its name, its own code, and the values it closes over and defaults to. The helpers
+    # it calls are TASK_SOURCE's business (stashflow.fingerprint), not an input's.
+    out += b"L" + _name(x) + code_digest(x.__code__)
+    for value in (*(_cell_value(c) for c in x.__closure__ or ()), *(x.__defaults__ or ()),
+                  *sorted((x.__kwdefaults__ or {}).items())):
+        try:
+            sub = bytearray()
+            _encode(sub, value, seen)
+            out += sub
+        except _Unhashable:  # a client, a lock...: only what it is counts
+            out += b"?" + _name(type(value))
 
-    out += b"L" + _name(x) + code_fingerprint(x).encode()
+
+def _cell_value(cell: Any) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # an empty cell (a name assigned later in the enclosing function)
+        return _EMPTY_CELL
+
+
+class _EmptyCell:
+    pass
+
+
+_EMPTY_CELL = _EmptyCell()
+
+
+# -- code objects ---------------------------------------------------------------------------
+
+_PYTHON = f"{sys.implementation.name}-{sys.version_info[0]}.{sys.version_info[1]}"
+# Where a function was defined (CO_NESTED) and `from __future__` flags (above 0xFFFF:
+# their effects are in the bytecode and constants already) do not change what it runs.
+_CODE_FLAGS = 0xFFFF & ~0x10
+_code_counts = struct.Struct("<IIII").pack
+_CODE_DIGESTS: dict[types.CodeType, bytes] = {}
+
+
+def code_digest(code: types.CodeType) -> bytes:
+    """16 bytes identifying what a code object runs: its bytecode, names, constants and
+    nested code, for this Python's bytecode (`sys.version_info[:2]`). Not its source
+    text, line numbers or file: comments and blank lines do not change it."""
+    found = _CODE_DIGESTS.get(code)
+    if found is None:
+        out = bytearray(_PYTHON.encode())
+        _code_object(out, code)
+        found = hashlib.blake2b(out, digest_size=_DIGEST_SIZE).digest()
+        if len(_CODE_DIGESTS) > 4096:
+            _CODE_DIGESTS.clear()
+        _CODE_DIGESTS[code] = found
+    return found
+
+
+def _code_object(out: bytearray, code: types.CodeType) -> None:
+    out += b"@" + _text(code.co_name) + _code_counts(
+        code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount,
+        code.co_flags & _CODE_FLAGS)
+    for data in (code.co_code, code.co_exceptiontable):
+        out += _len(len(data)) + data
+    for group in (code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars):
+        out += _len(len(group)) + b"".join(_text(n) for n in group)
+    out += _len(len(code.co_consts))
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            _code_object(out, const)
+        else:
+            _encode(out, const, set())
 
 
 def _enum(out: bytearray, x: enum.Enum, seen: set) -> None:

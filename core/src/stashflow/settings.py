@@ -25,7 +25,8 @@ from .exceptions import SettingsError
 PROFILE_ENV = "STASHFLOW_PROFILE"
 
 
-def _parse_bool(value: str) -> bool:
+def parse_bool(value: str) -> bool:
+    """true/false, 1/0, yes/no, on/off (any case); an empty value is false."""
     lowered = value.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
         return True
@@ -108,7 +109,7 @@ SETTINGS: dict[str, Setting] = {
     for s in (
         Setting("STASHFLOW_HOME", lambda: "~/.stashflow", _parse_path,
                 "Where profiles, blocks and (by default) local results live.", in_profile=False),
-        Setting("STASHFLOW_RESULTS_PERSIST_BY_DEFAULT", lambda: "false", _parse_bool,
+        Setting("STASHFLOW_RESULTS_PERSIST_BY_DEFAULT", lambda: "false", parse_bool,
                 "Persist task and flow results unless told otherwise."),
         Setting("STASHFLOW_DEFAULT_RESULT_STORAGE_BLOCK", lambda: "", _parse_slug,
                 "Slug of the saved block used when no result_storage is given."),
@@ -117,7 +118,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("STASHFLOW_LOCAL_STORAGE_PATH",
                 lambda: str(get("STASHFLOW_HOME") / "storage"), _parse_path,
                 "Directory of the default local result storage."),
-        Setting("STASHFLOW_TASKS_REFRESH_CACHE", lambda: "false", _parse_bool,
+        Setting("STASHFLOW_TASKS_REFRESH_CACHE", lambda: "false", parse_bool,
                 "Run every cached task again and overwrite its record."),
         Setting("STASHFLOW_RESULTS_SIGNING_KEY", lambda: "", _parse_optional_str,
                 "HMAC key: records are signed, and unsigned or tampered ones refused.",
@@ -265,12 +266,12 @@ def _write_profiles(data: dict) -> None:
     except (UnicodeEncodeError, ValueError) as exc:
         raise SettingsError(f"cannot store these settings in a profile: {exc}") from None
     path = profiles_path()
-    from ._files import atomic_write_private, make_private_dir
+    from ._files import make_private_dir, write_private
 
     make_private_dir(path.parent)
 
     _profile_cache = None
-    atomic_write_private(path, encoded)
+    write_private(path, encoded)
 
 
 def set_values(values: dict[str, str]) -> None:

@@ -17,6 +17,7 @@ its uncommitted children too.
 
 from __future__ import annotations
 
+import enum
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
@@ -30,12 +31,13 @@ from .exceptions import (
     ResultNotFound,
     StorageEntryRefused,
 )
+from .isolation import IsolationLevel, isolation_level
 from .keys import validate_key
-from .locks import Keepalive, LockManager, new_holder, resolve_lock_manager, storage_location
+from .locking import Keepalive, LockManager, new_holder, resolve_lock_manager, storage_location
 
-READ_COMMITTED = "READ_COMMITTED"
-SERIALIZABLE = "SERIALIZABLE"
-ISOLATION_LEVELS = (READ_COMMITTED, SERIALIZABLE)
+READ_COMMITTED = IsolationLevel.READ_COMMITTED
+SERIALIZABLE = IsolationLevel.SERIALIZABLE
+ISOLATION_LEVELS = tuple(IsolationLevel)
 
 
 def _log():
@@ -53,8 +55,19 @@ _NOTHING: Any = object()
 Hook = Callable[["Transaction"], Any]
 
 # States
-PENDING, ACTIVE, STAGED, COMMITTED, ROLLED_BACK = (
-    "PENDING", "ACTIVE", "STAGED", "COMMITTED", "ROLLED_BACK")
+
+
+class TransactionState(enum.StrEnum):
+    """Where a transaction is in its life (members are strings: `txn.state == "COMMITTED"`)."""
+
+    PENDING = "PENDING"  # made, not entered
+    ACTIVE = "ACTIVE"  # entered
+    STAGED = "STAGED"  # a value is staged for the commit
+    COMMITTED = "COMMITTED"
+    ROLLED_BACK = "ROLLED_BACK"
+
+
+PENDING, ACTIVE, STAGED, COMMITTED, ROLLED_BACK = TransactionState
 
 
 def get_transaction() -> Transaction | None:
@@ -62,14 +75,8 @@ def get_transaction() -> Transaction | None:
     return _current.get()
 
 
-def _isolation(level: str | None) -> str:
-    if level is None:
-        return READ_COMMITTED
-    name = getattr(level, "value", level)
-    if isinstance(name, str) and name.upper() in ISOLATION_LEVELS:
-        return name.upper()
-    raise ValueError(f"unknown isolation level {level!r}: use None, {READ_COMMITTED!r} "
-                     f"or {SERIALIZABLE!r}")
+def _isolation(level: Any) -> IsolationLevel:
+    return isolation_level(level) or READ_COMMITTED
 
 
 def _hooks(value: Hook | Iterable[Hook] | None) -> list[Hook]:
@@ -459,5 +466,6 @@ def transaction(key: str | None = None, store: Any = None, *,
                        lease=lease, overwrite=overwrite, expiration=expiration)
 
 
-__all__ = ["ISOLATION_LEVELS", "READ_COMMITTED", "SERIALIZABLE", "Transaction",
+__all__ = ["ISOLATION_LEVELS", "READ_COMMITTED", "SERIALIZABLE", "IsolationLevel", "Transaction",
+           "TransactionState",
            "get_transaction", "transaction"]

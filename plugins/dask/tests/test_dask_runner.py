@@ -252,7 +252,7 @@ def test_worker_killed_while_writing_a_record_is_rescheduled_and_leaves_no_torn_
 
 def test_a_lock_holder_killed_on_one_worker_delays_the_others_at_most_its_lease(
         fresh_cluster, s3, keys_in, log, tmp_path):
-    from stashflow.locks import StorageLockManager
+    from stashflow.locking import StorageLockManager
 
     cluster = fresh_cluster()
     lease = 2.0

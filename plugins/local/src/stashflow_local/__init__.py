@@ -81,6 +81,8 @@ class LocalFileSystem(StorageBackend):
 
     type_slug = "local-file-system"
     url_schemes = ("file",)
+    # flock'd lock files in the root's private internal area: the processes of one machine
+    default_lock_manager = "file" if os.name == "posix" else "storage"
 
     basepath: str | None = None
     fsync: bool = False
@@ -303,6 +305,12 @@ class LocalFileSystem(StorageBackend):
                 dfd = sub
         finally:
             os.close(dfd)
+
+    def lock_directory(self) -> str:
+        return self.internal_directory("locks")
+
+    def location(self) -> str:
+        return f"{self.type_slug}:{os.path.realpath(self.basepath)}"  # one name per directory
 
     def internal_directory(self, *parts: str) -> str:
         """`<root>/.stashflow/<parts...>`, made 0o700 where missing (lock files live there).
