@@ -156,7 +156,7 @@ def use_bytecode_cache(work: Path, pythons: list[str]) -> None:
                         " 'prefect', 'pickle', 'json', 'msgpack', 'xxhash'):\n"
                         "    try: importlib.import_module(m)\n"
                         "    except ImportError: pass\n"
-                        "from stashflow.plugins import get_registry\n"
+                        "from stashflow.registry import get_registry\n"
                         "get_registry()"],
                        capture_output=True, check=False)
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from stashflow import ResultStore, SecretStr, hookimpl, plugins
-from stashflow.blocks import list_blocks, load_block
+from stashflow.blocks import list_blocks
 from stashflow.cli import main
 from stashflow.exceptions import BlockNotFound, StashflowError
+from stashflow.registry import load_block
 from stashflow.storage.memory import MemoryStorage
 from stashflow_local import LocalFileSystem
 

@@ -313,7 +313,7 @@ def test_lock_managers_resolve_by_name_or_instance(tmp_path):
 
 
 def test_lock_managers_are_registered_through_the_plugin_hook():
-    from stashflow.plugins import get_registry
+    from stashflow.registry import get_registry
 
     registry = get_registry()
     assert set(registry.lock_managers) >= {"memory", "file", "storage"}

@@ -215,7 +215,7 @@ def test_installed_distributions_can_be_disabled(site, stashflow_home, disabled)
 
 def test_a_distribution_without_an_entry_point_or_with_a_misspelled_group_is_named(site,
                                                                                    stashflow_home):
-    result = _run(site, stashflow_home, "-c", "from stashflow.plugins import get_registry; "
+    result = _run(site, stashflow_home, "-c", "from stashflow.registry import get_registry; "
                                               "get_registry()")
     forgot = [line for line in result.stderr.splitlines() if "stashflow-forgot" in line]
     assert forgot and "declares no entry point in the 'stashflow' group" in forgot[0], result.stderr
@@ -229,7 +229,7 @@ def test_a_distribution_without_an_entry_point_or_with_a_misspelled_group_is_nam
 
 
 def test_plugin_warnings_point_at_the_plugin_and_filter_like_any_warning(site, stashflow_home):
-    load = "from stashflow.plugins import get_registry; get_registry()"
+    load = "from stashflow.registry import get_registry; get_registry()"
     shown = _run(site, stashflow_home, "-c", load)
     [line] = [ln for ln in shown.stderr.splitlines()
               if "acme broke on purpose" in ln and "PluginWarning" in ln]

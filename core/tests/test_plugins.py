@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from stashflow import ResultStore, hookimpl, hookspecs, plugins
 from stashflow.cli import main
 from stashflow.exceptions import SerializerNotFound, StorageNotFound
-from stashflow.plugins import PluginWarning, get_registry, isolated_plugin_manager
+from stashflow.plugins import PluginWarning, isolated_plugin_manager
+from stashflow.registry import get_registry
 from stashflow.serializers import Serializer
 from stashflow.serializers._builtin import PickleSerializer
 from stashflow.storage.memory import MemoryStorage

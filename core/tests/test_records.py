@@ -156,7 +156,7 @@ def test_reading_a_header_never_reads_the_payload():
 
 
 def _pickle() -> Serializer:
-    from stashflow.serializers import resolve_serializer
+    from stashflow.registry import resolve_serializer
 
     return resolve_serializer("pickle")
 

@@ -8,7 +8,8 @@ import fsspec
 import pytest
 from stashflow import ResultStore
 from stashflow.exceptions import ResultNotFound, SerializationError, StorageNotFound
-from stashflow.storage import FsspecStorageBackend, StorageBackend, record_keys, resolve_storage
+from stashflow.registry import resolve_storage
+from stashflow.storage import FsspecStorageBackend, StorageBackend, record_keys
 from stashflow.storage.memory import MemoryStorage
 from stashflow_local import LocalFileSystem
 

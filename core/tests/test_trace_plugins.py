@@ -8,7 +8,8 @@ from pathlib import Path
 
 from stashflow import hookimpl
 from stashflow.cache_policies import INPUTS
-from stashflow.plugins import get_registry, isolated_plugin_manager
+from stashflow.plugins import isolated_plugin_manager
+from stashflow.registry import get_registry
 from stashflow.storage.memory import MemoryStorage
 
 HOOKS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "reference" / "hooks.md"

@@ -88,9 +88,8 @@ def test_a_flow_persists_to_a_cli_saved_block_and_a_new_process_is_served_from_c
 
 def test_a_flow_saved_block_from_python_rejects_a_traversing_template(tmp_path, cloud):
     from stashflow import flow, task
-    from stashflow.blocks import load_block
     from stashflow.exceptions import InvalidResultKey
-    from stashflow.plugins import get_registry
+    from stashflow.registry import get_registry, load_block
 
     cls = get_registry().storage_types[cloud.type_slug]
     cls(**cloud.fields).save("py")
@@ -112,7 +111,7 @@ def test_a_flow_saved_block_from_python_rejects_a_traversing_template(tmp_path, 
 @pytest.mark.slow
 def test_a_200_mib_result_round_trips_through_a_flow(tmp_path, cloud):
     from stashflow import flow, task
-    from stashflow.plugins import get_registry
+    from stashflow.registry import get_registry
 
     block = get_registry().storage_types[cloud.type_slug](**cloud.fields)
     payload = os.urandom(1024) * (200 * 1024)

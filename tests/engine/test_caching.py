@@ -391,7 +391,7 @@ def test_policies_combine_exclude_and_configure():
 
 
 def test_builtin_policies_are_registered_by_name(storage_root):
-    from stashflow.plugins import get_registry
+    from stashflow.registry import get_registry
 
     policies = get_registry().cache_policies
     assert policies["inputs"] is INPUTS and policies["default"] is DEFAULT

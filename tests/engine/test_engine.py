@@ -331,7 +331,7 @@ def test_task_runner_by_name_class_and_instance():
 
 
 def test_thread_runner_is_registered_through_the_plugin_hook():
-    from stashflow.plugins import get_registry
+    from stashflow.registry import get_registry
 
     assert get_registry().task_runners["thread"] is ThreadPoolTaskRunner
     assert issubclass(ThreadPoolTaskRunner, TaskRunner)
@@ -455,7 +455,7 @@ def test_plugin_registered_task_runner_is_usable_by_name():
     plugins.reset()
     plugins.pm.register(Plugin(), name="test-runners")
     try:
-        from stashflow.plugins import get_registry
+        from stashflow.registry import get_registry
 
         assert get_registry().task_runners["spawned-process"] is SpawnedProcessRunner
         assert get_registry().task_runners["thread"] is ThreadPoolTaskRunner

@@ -15,8 +15,8 @@ from stashflow.durations import parse_duration
 from stashflow.exceptions import StashflowError
 from stashflow.maintenance import gc, temp_keys
 from stashflow.records import write_record
+from stashflow.registry import resolve_serializer
 from stashflow.results import ResultStore
-from stashflow.serializers import resolve_serializer
 from stashflow.storage.memory import MemoryStorage
 
 

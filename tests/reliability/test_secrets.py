@@ -21,7 +21,7 @@ from stashflow import flow, task
 from stashflow.cache_policies import INPUTS
 from stashflow.cli import main
 from stashflow.exceptions import ResultSignatureError
-from stashflow.plugins import get_registry
+from stashflow.registry import get_registry
 from stashflow.results import ResultStore
 
 CANARY = f"CANARY-7f3a-{uuid.uuid4().hex}"

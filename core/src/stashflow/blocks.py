@@ -163,7 +163,8 @@ class Block:
     @classmethod
     def load(cls, name: str) -> Block:
         """Load the block of this type saved under `name`."""
-        return load_block(f"{cls.type_slug}/{name}", expected=cls)
+        _type_slug, fields = read_block(f"{cls.type_slug}/{name}")
+        return build_block(cls, fields)
 
 
 def _check_name(name: str) -> str:
@@ -192,11 +193,8 @@ def split_slug(slug: str) -> tuple[str, str]:
     return _check_name(type_slug), _check_name(name)
 
 
-def load_block(slug: str, expected: type | None = None, registry=None) -> Block:
-    """Load a saved block by slug ("s3-bucket/my-block")."""
-    from .exceptions import StorageNotFound
-    from .plugins import get_registry, install_hint
-
+def read_block(slug: str) -> tuple[str, dict[str, Any]]:
+    """(type slug, saved field values) of the block saved as `slug` ("s3-bucket/my-block")."""
     type_slug, name = split_slug(slug)
     path = block_path(type_slug, name)
     try:
@@ -209,18 +207,18 @@ def load_block(slug: str, expected: type | None = None, registry=None) -> Block:
     try:
         data = json.loads(raw)
         fields = data["fields"]
+        if not isinstance(fields, dict):
+            raise TypeError
     except (ValueError, KeyError, TypeError):
         raise StashflowError(
             f"the block file {path} is not valid; delete it (`stashflow block delete {slug}`) "
             "and create the block again"
         ) from None
-    cls = expected
-    if cls is None:
-        registry = registry if registry is not None else get_registry()
-        cls = registry.storage_types.get(type_slug)
-        if cls is None:
-            hint = install_hint("storage", type_slug) or "install the plugin that provides it"
-            raise StorageNotFound(f"block {slug!r} has type {type_slug!r}, which is not installed: {hint}")
+    return type_slug, fields
+
+
+def build_block(cls: type[Block], fields: dict[str, Any]) -> Block:
+    """An instance of `cls` from saved field values (fields it no longer has are ignored)."""
     known = cls._fields()
     return cls(**{k: v for k, v in fields.items() if k in known})
 

@@ -235,7 +235,7 @@ def resolve_cache_policy(spec: CachePolicy | str | Iterable, registry: Any = Non
     if isinstance(spec, CachePolicy):
         return spec
     if isinstance(spec, str):
-        from .plugins import get_registry
+        from .registry import get_registry
 
         policies = (registry or get_registry()).cache_policies
         try:

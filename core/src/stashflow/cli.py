@@ -84,7 +84,7 @@ def plugins(as_json: bool) -> None:
     import warnings
 
     from .exceptions import PluginWarning
-    from .plugins import get_registry
+    from .registry import get_registry
 
     with warnings.catch_warnings():  # the listing says it all, once
         warnings.simplefilter("ignore", PluginWarning)
@@ -134,7 +134,7 @@ def block_ls() -> None:
 @block.command("types")
 def block_types() -> None:
     """List the storage block types installed, with their URL schemes."""
-    from .plugins import get_registry
+    from .registry import get_registry
 
     registry = get_registry()
     for slug, cls in sorted(registry.storage_types.items()):
@@ -150,7 +150,7 @@ def block_types() -> None:
 @click.argument("slug")
 def block_inspect(slug: str) -> None:
     """Show a saved block's fields (secrets masked)."""
-    from .blocks import load_block
+    from .registry import load_block
 
     blk = load_block(slug)
     click.echo(f"{slug}  ({type(blk).__name__})")
@@ -177,7 +177,8 @@ def block_create(type_slug: str, name: str, pairs: tuple[str, ...], overwrite: b
     """Save a block of TYPE_SLUG under NAME."""
     from .blocks import coerce
     from .exceptions import StorageNotFound
-    from .plugins import get_registry, install_hint
+    from .plugins import install_hint
+    from .registry import get_registry
 
     cls = get_registry().storage_types.get(type_slug)
     if cls is None:

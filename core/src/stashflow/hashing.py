@@ -1,5 +1,9 @@
 """Canonical input hashing: the bytes a cache key is computed from (scheme version 2).
 
+(Why one long module: it is one versioned encoding scheme, the tag table below
+and an encoder per tag. Changing any encoder changes keys, so the whole scheme
+is read, reviewed and versioned in one place.)
+
 Two values get the same encoding only if they are of the same type and equal
 (or both NaN of one type). The encoding depends only on the value: never on
 `id()`, `hash()`, PYTHONHASHSEED or the order a set or dict was built in.

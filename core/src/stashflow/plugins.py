@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-import threading
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .exceptions import PluginError, PluginWarning
+from .exceptions import PluginWarning
 
 ENTRY_POINT_GROUP = "stashflow"
 
@@ -132,7 +131,7 @@ def _version(dist: str) -> str:
         return "unknown"
 
 
-def _tracing() -> bool:
+def tracing() -> bool:
     return os.environ.get("STASHFLOW_TRACE_PLUGINS", "") not in ("", "0")
 
 
@@ -156,10 +155,10 @@ def _where(info: PluginInfo, exc: BaseException | None) -> tuple[str, int]:
     return f"<{info.distribution} {info.entry_point or info.name}>", 0
 
 
-def _warn(info: PluginInfo, message: str, exc: BaseException | None = None) -> None:
+def warn(info: PluginInfo, message: str, exc: BaseException | None = None) -> None:
     info.errors.append(message)
     filename, lineno = _where(info, exc)
-    if exc is not None and _tracing():
+    if exc is not None and tracing():
         import traceback
 
         print(f"stashflow: {info.describe()} failed at {filename}:{lineno}:", file=sys.stderr)
@@ -174,10 +173,10 @@ def _register_checked(pm: pluggy.PluginManager, plugin: Any, info: PluginInfo) -
     try:
         pm.register(plugin, name=info.name)
     except pluggy.PluginValidationError as exc:
-        _warn(info, f"has a hook implementation with a wrong signature: {exc}")
+        warn(info, f"has a hook implementation with a wrong signature: {exc}")
         return False
     except ValueError as exc:  # already registered under that name
-        _warn(info, f"could not be registered: {exc}")
+        warn(info, f"could not be registered: {exc}")
         return False
     # Hooks the plugin implements that stashflow does not specify: warn and drop it,
     # rather than calling into something written for another version.
@@ -188,10 +187,10 @@ def _register_checked(pm: pluggy.PluginManager, plugin: Any, info: PluginInfo) -
     ]
     if unknown:
         pm.unregister(plugin)
-        _warn(info, f"implements hooks stashflow does not have: {', '.join(unknown)}; not loaded")
+        warn(info, f"implements hooks stashflow does not have: {', '.join(unknown)}; not loaded")
         return False
     if not pm.get_hookcallers(plugin):
-        _warn(info, "implements no stashflow hooks (does its entry point name the right "
+        warn(info, "implements no stashflow hooks (does its entry point name the right "
                     "module, and are its functions marked with @stashflow.hookimpl?)")
     return True
 
@@ -235,7 +234,7 @@ class PluginLoader:
             try:
                 plugin = ep.load()
             except (Exception, SystemExit) as exc:
-                _warn(info, f"error importing {ep.value!r}: {type(exc).__name__}: {exc}", exc)
+                warn(info, f"error importing {ep.value!r}: {type(exc).__name__}: {exc}", exc)
                 continue
             _register_checked(self.pm, plugin, info)
         self._check_distributions(disabled_dists)
@@ -269,7 +268,7 @@ class PluginLoader:
             info = PluginInfo(name, name, dist.version or "unknown", None,
                               module=name.replace("-", "_"), whole_distribution=True)
             self.infos[f"{name} (distribution)"] = info
-            _warn(info, why)
+            warn(info, why)
 
     def info_for(self, plugin_name: str) -> PluginInfo:
         if plugin_name not in self.infos:
@@ -277,160 +276,11 @@ class PluginLoader:
         return self.infos[plugin_name]
 
 
-class Registry:
-    """Names -> classes and objects, built by calling every plugin's hooks once."""
-
-    def __init__(self, pm: pluggy.PluginManager, loader: PluginLoader | None = None):
-        self.pm = pm
-        self.loader = loader or PluginLoader(pm)
-        self.storage_types: dict[str, type] = {}
-        self.url_schemes: dict[str, type] = {}
-        self.serializers: dict[str, type] = {}
-        self.cache_policies: dict[str, Any] = {}
-        self.lock_managers: dict[str, Any] = {}
-        self.task_runners: dict[str, type] = {}
-        self._owner: dict[tuple[str, str], PluginInfo] = {}
-        self._collect()
-
-    @property
-    def plugins(self) -> list[PluginInfo]:
-        return list(self.loader.infos.values())
-
-    def owner(self, kind: str, name: str) -> str | None:
-        """The name of the plugin that registered `name` as a `kind`."""
-        info = self._owner.get((kind, name))
-        return None if info is None else info.name
-
-    def _claim(self, kind: str, name: str, table: dict, value: Any, info: PluginInfo) -> bool:
-        previous = self._owner.get((kind, name))
-        if previous is not None:
-            _warn(info, f"registers {kind} {name!r}, already registered by "
-                        f"{previous.describe()}; the first registration is kept")
-            return False
-        self._owner[(kind, name)] = info
-        table[name] = value
-        info.registered.setdefault(kind, []).append(name)
-        return True
-
-    def _collect(self) -> None:
-        from .serializers import Serializer
-        from .storage import StorageBackend
-
-        def storage(info: PluginInfo, cls: Any) -> None:
-            if not (isinstance(cls, type) and issubclass(cls, StorageBackend)):
-                raise PluginError(f"register_storage_types: {cls!r} is not a StorageBackend subclass")
-            slug = getattr(cls, "type_slug", None)
-            if not isinstance(slug, str) or not slug:
-                raise PluginError(f"register_storage_types: {cls.__name__} has no type_slug")
-            if self._claim("storage", slug, self.storage_types, cls, info):
-                for scheme in cls.url_schemes:
-                    self._claim("scheme", scheme, self.url_schemes, cls, info)
-
-        def serializer(info: PluginInfo, cls: Any) -> None:
-            if not (isinstance(cls, type) and issubclass(cls, Serializer)):
-                raise PluginError(f"register_serializers: {cls!r} is not a Serializer subclass")
-            name = getattr(cls, "type", None)
-            if not isinstance(name, str) or not name:
-                raise PluginError(f"register_serializers: {cls.__name__} has no type name")
-            self._claim("serializer", name, self.serializers, cls, info)
-
-        def named(kind: str, table: dict):
-            def register(info: PluginInfo, name: Any, value: Any) -> None:
-                if not isinstance(name, str) or not name:
-                    raise PluginError(f"{kind} names must be non-empty strings, not {name!r}")
-                self._claim(kind, name, table, value, info)
-            return register
-
-        self._call("register_storage_types", storage)
-        self._call("register_serializers", serializer)
-        self._call("register_cache_policies", named("cache_policy", self.cache_policies))
-        self._call("register_lock_managers", named("lock_manager", self.lock_managers))
-        self._call("register_task_runners", named("task_runner", self.task_runners))
-
-    def _call(self, hook_name: str, handler) -> None:
-        trace = _tracing()
-        hook = getattr(self.pm.hook, hook_name)
-        # In registration order (built-ins first), whatever tryfirst/trylast say:
-        # the first registration of a name is the one that stays.
-        order = {name: i for i, (name, _) in enumerate(self.pm.list_name_plugin())}
-        impls = sorted(hook.get_hookimpls(), key=lambda impl: order.get(impl.plugin_name, 0))
-        for impl in impls:
-            info = self.loader.info_for(impl.plugin_name)
-
-            def register(*args: Any, _info: PluginInfo = info) -> None:
-                if trace:
-                    shown = ", ".join(getattr(a, "__name__", repr(a)) for a in args)
-                    print(f"stashflow: {hook_name}: {_info.name} registers {shown}",
-                          file=sys.stderr)
-                try:
-                    handler(_info, *args)
-                except PluginError as exc:
-                    _warn(_info, str(exc))
-                except TypeError as exc:
-                    _warn(_info, f"called register wrongly in {hook_name}: {exc}")
-
-            if trace:
-                print(f"stashflow: calling {hook_name} of {info.name}", file=sys.stderr)
-            try:
-                impl.function(register)
-            except Exception as exc:
-                _warn(info, f"{hook_name} raised {type(exc).__name__}: {exc}", exc)
-
-
-_lock = threading.RLock()
-_registry: Registry | None = None
-# id(manager) -> (manager, the plugins it had, their registry): rebuilt when they change
-_isolated: dict[int, tuple[pluggy.PluginManager, tuple, Registry]] = {}
-
 pm = new_plugin_manager()  # the process-wide manager; plugins are loaded on first use
 
 
-def get_registry(plugin_manager: pluggy.PluginManager | None = None) -> Registry:
-    """The registry of `plugin_manager`, or the process-wide one (loading plugins once)."""
-    global _registry
-    if plugin_manager is not None and plugin_manager is not pm:
-        with _lock:
-            plugins = tuple(plugin_manager.list_name_plugin())
-            entry = _isolated.get(id(plugin_manager))
-            if entry is None or entry[0] is not plugin_manager or entry[1] != plugins:
-                entry = (plugin_manager, plugins, Registry(plugin_manager))
-                _isolated[id(plugin_manager)] = entry
-            return entry[2]
-    if _registry is None:
-        with _lock:
-            if _loading is not None:
-                # A plugin module uses stashflow while it is being imported: it sees what
-                # is registered so far, and the load in progress goes on unchanged.
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", PluginWarning)  # the real load reports
-                    return Registry(pm, PluginLoader(pm))
-            if _registry is None:
-                from . import settings
-
-                disabled = settings.get("STASHFLOW_DISABLE_PLUGINS")
-                loader = _set_loading(PluginLoader(pm))
-                try:
-                    loader.load_builtins(disabled)
-                    loader.load_entry_points(disabled)
-                    _registry = Registry(pm, loader)
-                finally:
-                    _set_loading(None)
-    return _registry
-
-
-_loading: PluginLoader | None = None  # set while the process-wide registry loads (under _lock)
-
-
-def _set_loading(loader: PluginLoader | None) -> PluginLoader | None:
-    global _loading
-    _loading = loader
-    return loader
-
-
 def reset() -> None:
-    """Forget every loaded plugin (tests, and after installing a plugin in-process)."""
-    global _registry, pm
-    with _lock:
-        _registry = None
-        _isolated.clear()
-        pm = new_plugin_manager()
+    """Forget every loaded plugin: a fresh process-wide manager, so the next registry
+    loads them again (tests, and after installing a plugin in-process)."""
+    global pm
+    pm = new_plugin_manager()

@@ -19,8 +19,9 @@ from .exceptions import (
 )
 from .keys import validate_key
 from .records import RecordMetadata, ResultRecord, read_header, read_record, write_record
-from .serializers import Serializer, resolve_serializer
-from .storage import StorageBackend, record_keys, resolve_storage
+from .registry import resolve_serializer, resolve_storage
+from .serializers import Serializer
+from .storage import StorageBackend, record_keys
 
 if TYPE_CHECKING:
     from .maintenance import GcReport, StoredRecord
@@ -49,9 +50,10 @@ class ResultStore:
                  plugins: Any = None, *, trusted_serializers: Iterable[str] | None = _UNSET,
                  signing_key: str | bytes | None = _UNSET):
         from . import plugins as _plugins
+        from .registry import get_registry
 
         self._isolated_plugins = plugins is not None and plugins is not _plugins.pm
-        self.registry = _plugins.get_registry(plugins)
+        self.registry = get_registry(plugins)
         self.storage: StorageBackend = resolve_storage(storage, self.registry)
         self.serializer: Serializer | None = (
             None if serializer is None else resolve_serializer(serializer, self.registry)
@@ -88,7 +90,7 @@ class ResultStore:
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        from .plugins import get_registry
+        from .registry import get_registry
 
         self.__dict__.update(state)
         self.registry = get_registry()

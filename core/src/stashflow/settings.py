@@ -191,6 +191,12 @@ def _read_profiles() -> dict:
     return data
 
 
+def forget_cache() -> None:
+    """Read profiles.toml again on next use (tests that change STASHFLOW_HOME)."""
+    global _profile_cache
+    _profile_cache = None
+
+
 def active_profile_name(data: dict | None = None) -> str:
     if os.environ.get(PROFILE_ENV):
         return os.environ[PROFILE_ENV]

@@ -8,8 +8,8 @@ from numpy.lib import format as npformat
 from stashflow import ResultStore, flow, task
 from stashflow.cache_policies import INPUTS
 from stashflow.exceptions import ResultCorrupted, ResultSignatureError, SerializationError
-from stashflow.plugins import get_registry
 from stashflow.records import STREAM_BYTES
+from stashflow.registry import get_registry
 from stashflow_arrow import NpySerializer
 
 BIG = np.random.default_rng(0).random((1200, 1000))  # 9.6 MB: past STREAM_BYTES, so streamed

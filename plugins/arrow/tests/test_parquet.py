@@ -12,8 +12,9 @@ import pytest
 from stashflow import ResultStore, flow, task
 from stashflow.cache_policies import INPUTS
 from stashflow.exceptions import ResultCorrupted, SerializationError
-from stashflow.plugins import get_registry
-from stashflow.records import STREAM_BYTES, PayloadWriter
+from stashflow.payloads import PayloadWriter
+from stashflow.records import STREAM_BYTES
+from stashflow.registry import get_registry
 from stashflow_arrow import ParquetSerializer
 from stashflow_arrow._parquet import KIND_KEY
 
@@ -191,8 +192,8 @@ def test_a_polars_record_without_polars_says_what_to_install(tmp_path, monkeypat
 
 def test_loading_the_plugin_imports_no_data_library():
     script = ("import sys\n"
-              "from stashflow.plugins import get_registry\n"
-              "from stashflow.serializers import resolve_serializer\n"
+              "from stashflow.registry import get_registry\n"
+              "from stashflow.registry import resolve_serializer\n"
               "assert get_registry().serializers['parquet'] and resolve_serializer('npy')\n"
               "print(sorted(m for m in ('pyarrow', 'numpy', 'pandas', 'polars') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)

@@ -10,7 +10,7 @@ import zlib
 import pytest
 from stashflow import ResultStore
 from stashflow.exceptions import DecodeLimitExceeded, SerializationError
-from stashflow.plugins import get_registry
+from stashflow.registry import get_registry
 from stashflow_compressed import (
     CODECS,
     CompressedJSONSerializer,

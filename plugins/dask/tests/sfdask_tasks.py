@@ -124,7 +124,7 @@ def big(n: int, log: str) -> bytes:
 
 def registry_here() -> tuple[list[str], list[str], str]:
     """(storage types, task runners, STASHFLOW_HOME) as this process's plugins registered them."""
-    from stashflow.plugins import get_registry
+    from stashflow.registry import get_registry
 
     registry = get_registry()
     return sorted(registry.storage_types), sorted(registry.task_runners), os.environ["STASHFLOW_HOME"]

@@ -363,7 +363,7 @@ def test_workers_load_the_plugins_through_their_entry_points(client, worker_home
 
 
 def test_runner_is_registered_and_configured():
-    from stashflow.plugins import get_registry
+    from stashflow.registry import get_registry
 
     assert get_registry().task_runners["dask"] is DaskTaskRunner
     runner = DaskTaskRunner(cluster_kwargs={"n_workers": 1}, client_kwargs={"timeout": 5})

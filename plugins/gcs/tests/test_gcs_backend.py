@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from stashflow.exceptions import StorageError
 from stashflow.records import read_header, write_record
-from stashflow.serializers import resolve_serializer
+from stashflow.registry import resolve_serializer
 from stashflow.storage import record_keys
 from stashflow_gcs import PART_BYTES, GcsBucket
 

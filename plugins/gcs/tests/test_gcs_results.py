@@ -25,7 +25,7 @@ def run_python(code: str, timeout: float = 120) -> str:
 
 
 def test_registered_under_its_type_slug_and_url_schemes():
-    from stashflow.plugins import get_registry
+    from stashflow.registry import get_registry
 
     registry = get_registry()
     assert registry.storage_types["gcs-bucket"] is GcsBucket
@@ -37,7 +37,7 @@ def test_importing_the_plugin_does_not_import_gcsfs():
     out = run_python("""
         import sys
         import stashflow, stashflow_gcs
-        from stashflow.plugins import get_registry
+        from stashflow.registry import get_registry
         get_registry()
         print(sorted(m for m in sys.modules if m.split(".")[0] in ("gcsfs", "google", "aiohttp")))
     """)

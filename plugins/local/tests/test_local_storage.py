@@ -10,7 +10,8 @@ from stashflow import ResultStore
 from stashflow.exceptions import ResultNotFound, SerializationError
 from stashflow.keys import TEMP_PREFIX as TMP_PREFIX
 from stashflow.maintenance import temp_keys
-from stashflow.storage import record_keys, resolve_storage
+from stashflow.registry import resolve_storage
+from stashflow.storage import record_keys
 from stashflow_local import LocalFileSystem
 
 

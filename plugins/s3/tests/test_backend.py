@@ -9,7 +9,7 @@ import time
 
 import pytest
 from stashflow.exceptions import StorageError, StorageNotFound
-from stashflow.plugins import get_registry
+from stashflow.registry import get_registry
 from stashflow.storage import record_keys
 from stashflow_s3 import S3Bucket
 

@@ -14,8 +14,8 @@ import sys
 import time
 from collections.abc import Callable
 
-from stashflow import flow, task
 from stashflow.cache_policies import hash_inputs
+from stashflow.engine import flow, task
 
 PREFIX = "stashflow-demo"
 
@@ -54,7 +54,7 @@ CITIES = ["Oslo", "Lima", "Nairobi", "Osaka"]
 
 def _child() -> None:
     """One run, in this process: a line per task run, then a JSON summary line."""
-    from stashflow.plugins import get_registry
+    from stashflow.registry import get_registry
 
     get_registry()  # load plugins before the clock starts
     started = time.perf_counter()

@@ -14,12 +14,12 @@ from typing import Any
 
 from .context import FlowRun, flow_run_var
 from .futures import COMPLETED, FAILED, State, resolve_futures
-from .options import FlowOptions, decorator_signature
+from .options import FlowOptions, decorator_signature, rebuild
 from .options import make as make_options
 from .options import names as option_names
 from .options import replace as replace_options
 from .persistence import FlowConfig, resolve_flow_config, settings_stamp
-from .tasks import _rebuild, check_function, make_binder
+from .tasks import check_function, make_binder
 
 
 class Flow:
@@ -48,7 +48,7 @@ class Flow:
         return f"Flow(name={self.name!r})"
 
     def __reduce__(self) -> tuple:
-        return _rebuild, (Flow, self.fn, self.options)
+        return rebuild, (Flow, self.fn, self.options)
 
     def with_options(self, **options: Any) -> Flow:
         """A new flow with some options changed (the same names as `@flow`)."""

@@ -119,6 +119,11 @@ def make(options_class: type, given: dict[str, Any]) -> Any:
     return replace(options_class(), given)
 
 
+def rebuild(cls: type, fn: Callable, options: Any) -> Any:
+    """A Task or Flow from its function and options (how they unpickle)."""
+    return cls(fn, options)
+
+
 def decorator_signature(options_class: type) -> inspect.Signature:
     """`(fn=None, /, *, <every option with its default>)`, for help() and IDEs."""
     params = [inspect.Parameter("fn", inspect.Parameter.POSITIONAL_ONLY, default=None)]

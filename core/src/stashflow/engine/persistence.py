@@ -50,7 +50,7 @@ def settings_stamp() -> tuple:
         profile: tuple | None = (st.st_mtime_ns, st.st_size, st.st_ino)
     except OSError:
         profile = None
-    return values, profile, plugins._registry
+    return values, profile, plugins.pm  # a new manager (plugins.reset()) is a new registry
 
 
 def _spec_key(spec: Any) -> Any:

@@ -87,7 +87,8 @@ def resolve_task_runner(spec: Any, registry: Any = None) -> TaskRunner:
     if isinstance(spec, type) and issubclass(spec, TaskRunner):
         return spec()
     if isinstance(spec, str):
-        from ..plugins import get_registry, install_hint
+        from ..plugins import install_hint
+        from ..registry import get_registry
 
         runners = (registry or get_registry()).task_runners
         cls = runners.get(spec)

@@ -25,7 +25,7 @@ from ..exceptions import RECORD_UNUSABLE, ResultNotFound
 from ..keys import validate_key
 from .context import FlowRun, TaskRun, TaskRunContext, flow_run_var, task_run_var
 from .futures import CACHED, COMPLETED, FAILED, FutureList, State, TaskRunFuture, resolve_futures
-from .options import NOT_GIVEN, TaskOptions, decorator_signature
+from .options import NOT_GIVEN, TaskOptions, decorator_signature, rebuild
 from .options import make as make_options
 from .options import names as option_names
 from .options import replace as replace_options
@@ -186,7 +186,7 @@ class Task:
 
     def __reduce__(self) -> tuple:
         # Rebuilt from the function and options (for runners that ship tasks elsewhere).
-        return _rebuild, (Task, self.fn, self.options)
+        return rebuild, (Task, self.fn, self.options)
 
     def with_options(self, **options: Any) -> Task:
         """A new task with some options changed (the same names as `@task`)."""
@@ -405,10 +405,6 @@ class Task:
     def _failed(task_run: TaskRun, exc: BaseException) -> State:
         task_run.state = FAILED
         return State(FAILED, exception=exc, run=task_run)
-
-
-def _rebuild(cls: type, fn: Callable, options: Any) -> Any:
-    return cls(fn, options)
 
 
 def task(fn: Callable | None = None, /, **options: Any) -> Any:

@@ -28,7 +28,7 @@ def _parts(store: Any) -> tuple[Any, Any]:
     storage = getattr(store, "storage", store)
     registry = getattr(store, "registry", None)
     if registry is None:
-        from ..plugins import get_registry
+        from ..registry import get_registry
 
         registry = get_registry()
     return storage, registry

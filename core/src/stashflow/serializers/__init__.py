@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import IO, Any, ClassVar
 
-from ..exceptions import SerializerNotFound
-
 
 class Serializer:
     type: ClassVar[str]
@@ -44,27 +42,4 @@ class Serializer:
         return f"{type(self).__name__}({args})"
 
 
-def resolve_serializer(spec: str | Serializer | None, registry=None) -> Serializer:
-    """A Serializer instance from a registered name, an instance, or None (the default)."""
-    if isinstance(spec, Serializer):
-        return spec
-    from ..plugins import get_registry, install_hint
-
-    if spec is None:
-        from .. import settings
-
-        spec = settings.get("STASHFLOW_RESULTS_DEFAULT_SERIALIZER")
-    if not isinstance(spec, str):
-        raise TypeError(
-            f"result_serializer must be a registered name or a Serializer instance, not {spec!r}"
-        )
-    registry = registry if registry is not None else get_registry()
-    try:
-        cls = registry.serializers[spec]
-    except KeyError:
-        raise SerializerNotFound(spec, list(registry.serializers),
-                                 install_hint("serializer", spec)) from None
-    return cls()
-
-
-__all__ = ["Serializer", "resolve_serializer"]
+__all__ = ["Serializer"]

@@ -29,7 +29,7 @@ from typing import IO, Any, ClassVar
 
 from ..exceptions import StorageError
 from ..keys import RESERVED_PREFIX, TEMP_PREFIX, validate_storage_key
-from . import BytesOrFile, StorageBackend, copy_into
+from .base import BytesOrFile, StorageBackend, copy_into
 
 MARKER_PREFIX = f"{RESERVED_PREFIX}-create-"  # create markers: `<folder>/.stashflow-create-<digest>`
 _CREATE_BY = ("link", "marker", "lock")

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from ..hookspecs import hookimpl
-from . import BytesOrFile, StorageBackend
+from .base import BytesOrFile, StorageBackend
 
 _spaces: dict[str, dict[str, bytes]] = {}
 _lock = threading.Lock()

@@ -13,7 +13,7 @@ import itertools
 from collections.abc import Iterator
 from typing import IO
 
-from . import BytesOrFile
+from .base import BytesOrFile
 
 Part = bytes | bytearray | memoryview
 

@@ -48,7 +48,7 @@ def _forget_process_state() -> None:
     from .. import plugins, settings
 
     plugins.reset()
-    settings._profile_cache = None
+    settings.forget_cache()
 
 
 @pytest.fixture

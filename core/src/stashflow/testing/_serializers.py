@@ -110,8 +110,7 @@ class SerializerTests:
 
     def test_the_registered_name_resolves_to_a_serializer_that_reads_it(self, serializer, _values,
                                                                         stashflow_home):
-        from stashflow.plugins import get_registry
-        from stashflow.serializers import resolve_serializer
+        from stashflow.registry import get_registry, resolve_serializer
 
         registered = get_registry().serializers.get(serializer.type)
         assert registered is not None, (
@@ -170,10 +169,10 @@ class SerializerTests:
             self, serializer, corrupt_payloads, stashflow_home):
         from datetime import UTC, datetime
 
-        from stashflow import ResultStore
         from stashflow.exceptions import SerializationError
         from stashflow.plugins import isolated_plugin_manager
         from stashflow.records import write_record
+        from stashflow.results import ResultStore
         from stashflow.storage.memory import MemoryStorage
 
         storage = MemoryStorage(name=f"conformance-{id(self)}")
@@ -192,9 +191,9 @@ class SerializerTests:
 
     def test_values_it_cannot_hold_raise_serialization_error(self, serializer, unsupported_values,
                                                              stashflow_home):
-        from stashflow import ResultStore
         from stashflow.exceptions import SerializationError
         from stashflow.plugins import isolated_plugin_manager
+        from stashflow.results import ResultStore
         from stashflow.storage.memory import MemoryStorage
 
         storage = MemoryStorage(name=f"conformance-{id(self)}")
@@ -212,7 +211,7 @@ class SerializerTests:
     # -- through ResultStore ---------------------------------------------------------
 
     def test_round_trip_through_result_store(self, serializer, _values, stashflow_home):
-        from stashflow import ResultStore
+        from stashflow.results import ResultStore
         from stashflow.storage.memory import MemoryStorage
 
         storage = MemoryStorage(name=f"conformance-{id(self)}")
@@ -234,9 +233,9 @@ class SerializerTests:
         # Past 8 MiB a streaming serializer's dump writes into storage through a write-only
         # file, and its load reads a seekable view of just the payload (from a private
         # verified copy when signed): what plugins meet in the field, not a BytesIO.
-        from stashflow import ResultStore
-        from stashflow.plugins import get_registry
         from stashflow.records import STREAM_BYTES
+        from stashflow.registry import get_registry
+        from stashflow.results import ResultStore
 
         assert large_values, (
             f"serializer {serializer.type!r} holds none of the kit's generic large values (9 MiB "

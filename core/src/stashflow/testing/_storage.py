@@ -118,8 +118,8 @@ class StorageBackendTests:
     @pytest.fixture
     def kit_store(self, backend):
         """A ResultStore on the backend, with the built-in serializers only."""
-        from stashflow import ResultStore
         from stashflow.plugins import isolated_plugin_manager
+        from stashflow.results import ResultStore
 
         return ResultStore(backend, "pickle", plugins=isolated_plugin_manager(), signing_key=None)
 
@@ -407,8 +407,8 @@ class StorageBackendTests:
     def test_a_seeking_load_of_a_large_record_sees_exactly_its_payload(self, backend, signed):
         # Parquet, zip and HDF5 readers seek to the end for a footer, then back: open_read
         # must seek exactly, or the load reads header bytes or the wrong range.
-        from stashflow import ResultStore
         from stashflow.plugins import isolated_plugin_manager
+        from stashflow.results import ResultStore
 
         store = ResultStore(backend, _FooterSerializer(), plugins=isolated_plugin_manager(),
                             signing_key="kit key" if signed else None)

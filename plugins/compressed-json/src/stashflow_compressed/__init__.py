@@ -20,7 +20,8 @@ from typing import Any
 
 from stashflow import hookimpl
 from stashflow.exceptions import DecodeLimitExceeded, SerializationError
-from stashflow.serializers import Serializer, resolve_serializer
+from stashflow.registry import resolve_serializer
+from stashflow.serializers import Serializer
 
 # codec name -> (payload tag, stdlib/3rd-party module, default level)
 CODECS: dict[str, tuple[int, str, int | None]] = {

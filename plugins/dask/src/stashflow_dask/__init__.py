@@ -22,8 +22,7 @@ from concurrent.futures import CancelledError
 from typing import Any
 
 from stashflow import hookimpl
-from stashflow.engine import FlowRun, State, TaskRun, TaskRunner
-from stashflow.engine.persistence import TaskConfig
+from stashflow.engine import FlowRun, State, TaskConfig, TaskRun, TaskRunner
 
 __all__ = ["DaskTaskRunner", "TaskNotLoadable", "default_cluster_kwargs"]
 

@@ -11,6 +11,11 @@ Nothing outside the root is served, listed or removed: reads open the key with
 O_NOFOLLOW and O_NONBLOCK, take only a regular file, and check where a nested
 key (or a link at the key) actually led; listings report links, FIFOs and
 sockets instead of following or opening them (`list_entries`).
+
+(Why one long module: every primitive here goes through the same containment
+code - opening by descriptor, never following a link out of the root, refusing
+what is not a regular file - and reading it in one place is how a reviewer
+checks that no path skips it.)
 """
 
 from __future__ import annotations
