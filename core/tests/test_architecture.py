@@ -128,3 +128,22 @@ def test_the_tree_has_no_module_left_out_of_the_layers():
     top |= {f"stashflow.{p.name}" for p in CORE.iterdir() if (p / "__init__.py").exists()}
     assert sorted(top - layered) == [], "add these modules to a layer in pyproject.toml"
     assert sys.version_info >= (3, 11)
+
+
+def test_imports_inside_functions_are_for_import_time_and_say_so():
+    """A library module imports stashflow's own modules at its top; one inside a function
+    must say why (`# lazy: ...`): with the layers acyclic, only import time is a reason."""
+    found = []
+    for path, tree in _modules(CORE):
+        rel = path.relative_to(CORE).as_posix()
+        if rel.startswith(("cli", "testing/", "engine/demo", "__init__", "__main__")):
+            continue  # the command line and the kit defer imports by design
+        lines = path.read_text().splitlines()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                for sub in ast.walk(node):
+                    if (isinstance(sub, ast.ImportFrom)
+                            and (sub.level or (sub.module or "").startswith("stashflow"))
+                            and "# lazy:" not in lines[sub.end_lineno - 1]):
+                        found.append(f"{rel}:{sub.lineno}: {lines[sub.lineno - 1].strip()}")
+    assert found == [], "\n".join(found)

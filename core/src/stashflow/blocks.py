@@ -14,6 +14,7 @@ import typing
 from pathlib import Path
 from typing import Any, ClassVar
 
+from . import settings
 from ._files import make_private_dir, write_private
 from .exceptions import BlockNotFound, StashflowError
 from .settings import parse_bool
@@ -177,7 +178,6 @@ def _check_name(name: str) -> str:
 
 
 def blocks_dir() -> Path:
-    from . import settings
 
     return settings.home() / "blocks"
 

@@ -22,6 +22,7 @@ from .fingerprint import code_fingerprint, source_hash
 from .hashing import canonical_bytes, hash_inputs, hash_objects
 from .hookspecs import hookimpl
 from .isolation import isolation_level as as_isolation_level
+from .registry import get_registry
 
 _UNSET: Any = object()
 _DIGEST_SIZE = 16  # 32 hex characters: a short, collision-safe file name
@@ -235,7 +236,6 @@ def resolve_cache_policy(spec: CachePolicy | str | Iterable, registry: Any = Non
     if isinstance(spec, CachePolicy):
         return spec
     if isinstance(spec, str):
-        from .registry import get_registry
 
         policies = (registry or get_registry()).cache_policies
         try:

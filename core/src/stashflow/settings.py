@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._files import make_private_dir, write_private
 from .exceptions import SettingsError
 
 PROFILE_ENV = "STASHFLOW_PROFILE"
@@ -272,7 +273,6 @@ def _write_profiles(data: dict) -> None:
     except (UnicodeEncodeError, ValueError) as exc:
         raise SettingsError(f"cannot store these settings in a profile: {exc}") from None
     path = profiles_path()
-    from ._files import make_private_dir, write_private
 
     make_private_dir(path.parent)
 

@@ -34,6 +34,7 @@ from .exceptions import (
 from .isolation import IsolationLevel, isolation_level
 from .keys import validate_key
 from .locking import Keepalive, LockManager, new_holder, resolve_lock_manager, storage_location
+from .results import ResultStore
 
 READ_COMMITTED = IsolationLevel.READ_COMMITTED
 SERIALIZABLE = IsolationLevel.SERIALIZABLE
@@ -230,7 +231,6 @@ class Transaction:
 
     def _store(self) -> Any:
         if self.store is None:
-            from .results import ResultStore
 
             self.store = ResultStore()
         return self.store

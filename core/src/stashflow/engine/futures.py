@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..results import ResultStore
+
 COMPLETED = "Completed"
 CACHED = "Cached"
 FAILED = "Failed"
@@ -76,7 +78,6 @@ def _state(name: str, value: Any, held: bool, key: str | None,
         value = _NO_VALUE
     store = None
     if where is not None:
-        from ..results import ResultStore
 
         store = ResultStore(*where)
     return State(name, value, store=store, key=key, exception=exception)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
+from ..cache_policies import CachePolicy
 from ..durations import as_timedelta
 
 
@@ -62,7 +63,6 @@ class TaskOptions:
     retry_delay_seconds: float | Iterable[float] = 0
 
     def __post_init__(self) -> None:
-        from ..cache_policies import CachePolicy
 
         policy = self.cache_policy
         if policy is ...:  # an older spelling of "not given"

@@ -14,6 +14,7 @@ from typing import Any
 
 from .. import plugins, settings
 from ..cache_policies import NO_CACHE, CacheKeyFnPolicy, CachePolicy, resolve_cache_policy
+from ..results import ResultStore
 from .templates import KeyTemplate
 
 # Every setting can change how a task resolves: the stamp watches all of them.
@@ -67,7 +68,6 @@ def get_store(storage: Any, serializer: Any, stamp: tuple) -> Any:
     cache_key = (stamp, _spec_key(storage), _spec_key(serializer))
     found = _stores.get(cache_key)
     if found is None:
-        from ..results import ResultStore
 
         if len(_stores) >= _CACHE_LIMIT:
             _stores.clear()

@@ -15,6 +15,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, ClassVar
 
 from ..hookspecs import hookimpl
+from ..plugins import install_hint
+from ..registry import get_registry
 
 
 class TaskRunner:
@@ -87,8 +89,6 @@ def resolve_task_runner(spec: Any, registry: Any = None) -> TaskRunner:
     if isinstance(spec, type) and issubclass(spec, TaskRunner):
         return spec()
     if isinstance(spec, str):
-        from ..plugins import install_hint
-        from ..registry import get_registry
 
         runners = (registry or get_registry()).task_runners
         cls = runners.get(spec)

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .. import settings
+from .._files import make_private_dir
 from ..exceptions import LockError, LockNotHeld
 from . import base
 from .base import DEFAULT_LEASE, LockManager, lock_name
@@ -38,7 +40,6 @@ def default_lock_directory(storage: Any) -> Path:
     area = storage.lock_directory() if storage is not None else None
     if area is not None:
         return Path(area)
-    from .. import settings
 
     return Path(settings.get("STASHFLOW_HOME")).expanduser() / "locks"
 
@@ -92,7 +93,6 @@ class FileLockManager(LockManager):
         if self._storage_area:
             self.storage.lock_directory()  # makes it, privately
         else:
-            from .._files import make_private_dir
 
             make_private_dir(self.directory)
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..exceptions import LockManagerNotFound
 from ..hookspecs import hookimpl
+from ..registry import get_registry
 from .base import LockManager
 from .file import FileLockManager
 from .memory import MemoryLockManager
@@ -28,7 +29,6 @@ def _parts(store: Any) -> tuple[Any, Any]:
     storage = getattr(store, "storage", store)
     registry = getattr(store, "registry", None)
     if registry is None:
-        from ..registry import get_registry
 
         registry = get_registry()
     return storage, registry
