@@ -21,10 +21,17 @@ from stashflow.exceptions import (
     InvalidResultKey,
     LockManagerNotFound,
     ResultCorrupted,
-    SerializationError,
 )
 from stashflow.locking import MemoryLockManager, StorageLockManager
-from stashflow.transactions import Transaction, get_transaction, transaction
+from stashflow.transactions import (
+    CommitMode,
+    IsolationLevel,
+    Transaction,
+    TransactionState,
+    atransaction,
+    get_transaction,
+    transaction,
+)
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "concepts" / "transactions.md"
 
@@ -49,22 +56,34 @@ def _runs(path: Path) -> list[str]:
 # -- commit and rollback ----------------------------------------------------------------
 
 
-def test_commit_writes_the_staged_value_then_runs_commit_hooks(store):
+def test_commit_runs_the_commit_hooks_then_writes_the_staged_value(store):
     seen = []
     with transaction("answer", store) as txn:
         assert get_transaction() is txn
-        assert not txn.is_committed()
-        txn.stage(42, on_commit=lambda t: seen.append(("stage-hook", store.read(t.key))))
+        assert not txn.is_committed() and txn.is_active()
+        txn.stage(42, on_commit=lambda t: seen.append(("stage-hook", store.exists(t.key))))
 
         @txn.on_commit
         def after(t):
             seen.append(("decorated", t.is_committed()))
 
-        assert txn.is_staged() and not store.exists("answer")
+        assert txn.is_staged() and not txn.is_active() and not store.exists("answer")
     assert get_transaction() is None
     assert store.read("answer") == 42
-    assert seen == [("stage-hook", 42), ("decorated", True)]
+    # as in Prefect: the hooks run before the record is written (a failing hook: no record)
+    assert seen == [("stage-hook", False), ("decorated", False)]
     assert txn.is_committed() and not txn.is_staged() and not txn.is_rolled_back()
+
+
+def test_a_keyed_transaction_records_its_commit_even_with_nothing_staged(store):
+    with transaction("done-once", store) as first:
+        assert not first.is_committed()
+    assert store.exists("done-once") and store.read("done-once") is None
+    with transaction("done-once", store) as second:
+        assert second.is_committed()  # Prefect's idempotency pattern: return early
+    with transaction("not-written", store, write_on_commit=False) as third:
+        third.stage("value")
+    assert third.is_committed() and not store.exists("not-written")
 
 
 def test_an_exception_rolls_back_writes_nothing_runs_hooks_and_propagates(store):
@@ -75,16 +94,17 @@ def test_an_exception_rolls_back_writes_nothing_runs_hooks_and_propagates(store)
         1 / 0  # noqa: B018
     assert not store.exists("nothing")
     assert list(store.list()) == []
-    assert seen == [("stage-hook", "nothing"), ("hook", True)]
+    assert seen == [("hook", True), ("stage-hook", "nothing")]  # newest first
     assert txn.is_rolled_back() and not txn.is_committed()
 
 
-def test_a_failing_write_rolls_back_and_raises(store):
+def test_a_failing_write_rolls_back_and_is_logged_not_raised(store, caplog):
     seen = []
-    with pytest.raises(SerializationError), transaction("bad", store) as txn:
+    with transaction("bad", store) as txn:
         txn.stage(lambda: "pickle cannot do this", on_rollback=seen.append)
     assert seen == [txn] and txn.is_rolled_back()
     assert not store.exists("bad")
+    assert "could not be serialized" in caplog.text
 
 
 def test_explicit_rollback_inside_the_block_discards_the_value(store):
@@ -174,18 +194,23 @@ def test_a_parent_rollback_rolls_back_its_finished_children(store):
         with transaction(None) as second:  # no key: grouping only
             second.on_rollback(lambda t: order.append("second"))
         raise RuntimeError("late failure")
-    assert order == ["second", "first", "parent"]
+    assert order == ["parent", "second", "first"]  # its own hooks, then children newest first
     assert list(store.list()) == []
     assert first.is_rolled_back() and second.is_rolled_back()
 
 
-def test_a_failing_child_does_not_stop_the_parent_from_committing(store):
+def test_a_failing_child_rolls_its_parents_back(store):
+    order = []
     with transaction("parent", store) as parent:
+        parent.on_rollback(lambda t: order.append("parent"))
+        with transaction("sibling", store) as sibling:
+            sibling.stage("staged before", on_rollback=lambda t: order.append("sibling"))
         with pytest.raises(KeyError), transaction("child", store) as child:
             child.stage("never")
             raise KeyError("child failed")
-        parent.stage("ok")
-    assert store.read("parent") == "ok" and not store.exists("child")
+        assert parent.is_rolled_back()  # as in Prefect: the failure is the whole tree's
+    assert order == ["parent", "sibling"]
+    assert list(store.list()) == [] and child.is_rolled_back()
 
 
 def test_children_see_their_parents_values(store):
@@ -239,9 +264,9 @@ def test_locks_of_a_tree_are_released_only_after_all_its_records_are_written(sto
                          lock_manager=manager) as second:
             assert second.lock_manager is None  # the tree already holds the lock
             second.stage("v", on_commit=lambda t: held_when_written.append(
-                (store.read("k"), manager.is_locked("k"))))
+                manager.is_locked("k")))
         assert manager.is_locked("k") and not store.exists("k")
-    assert held_when_written == [("v", True)]
+    assert held_when_written == [True] and store.read("k") == "v"
     assert not manager.is_locked("k")
 
 
@@ -517,3 +542,112 @@ def test_transaction_is_exported_from_the_package():
 
     assert stashflow.transaction is transaction
     assert isinstance(transaction(), Transaction)
+
+
+# -- Prefect's semantics: commit modes, values, parents, async ------------------------------
+
+
+def test_commit_modes_eager_lazy_and_off(store):
+    with transaction(store=store) as root:
+        with transaction("eager", store, commit_mode="EAGER") as eager:
+            eager.stage(1)
+        assert store.read("eager") == 1 and eager.is_committed()  # at its own end
+        with transaction("lazy", store, commit_mode=CommitMode.LAZY) as lazy:
+            lazy.stage(2)
+        assert not store.exists("lazy") and lazy.is_staged()  # when the outermost commits
+    assert store.read("lazy") == 2 and root.is_committed()
+    with transaction("off", store, commit_mode=CommitMode.OFF) as off:
+        off.stage(3)
+    assert off.is_rolled_back() and not store.exists("off")
+    with transaction(store=store, commit_mode="EAGER") as parent:
+        with transaction("inherits", store) as child:  # a child takes its parent's mode
+            child.stage(4)
+        assert child.commit_mode == CommitMode.EAGER and store.read("inherits") == 4
+    with pytest.raises(ValueError, match="commit mode"):
+        transaction("x", store, commit_mode="SOMETIMES")
+    assert parent.is_committed()
+
+
+def test_values_are_copies_and_a_missing_one_is_an_error_unless_defaulted():
+    with transaction() as parent:
+        parent.set("rows", [1, 2, 3])
+        with transaction() as child:
+            assert child.get_parent() is parent and parent.get_parent() is None
+            rows = child.get("rows")
+            rows.append(4)
+            assert child.get("rows") == [1, 2, 3]  # the stored value did not change
+            child.set("rows", rows)
+            assert child.get("rows") == [1, 2, 3, 4] and parent.get("rows") == [1, 2, 3]
+            assert child.get("missing", default=None) is None
+            with pytest.raises(ValueError, match="'missing'"):
+                child.get("missing")
+
+
+def test_states_pending_active_staged_committed():
+    txn = transaction()
+    assert txn.is_pending() and not txn.is_active() and txn.state == "PENDING"
+    with txn:
+        assert txn.is_active() and not txn.is_pending()
+        txn.stage("v")
+        assert txn.is_staged() and not txn.is_active()
+    assert txn.is_committed() and txn.state == TransactionState.COMMITTED
+
+
+def test_isolation_levels_are_an_enum_also_spelled_as_strings(store):
+    with transaction("k", store, isolation_level=IsolationLevel.SERIALIZABLE) as a:
+        assert a.isolation_level == "SERIALIZABLE" and a.lock_manager is not None
+        with transaction("j", store) as b:  # inherits the parent's level
+            assert b.isolation_level is IsolationLevel.SERIALIZABLE
+
+
+def test_coroutine_hooks_are_awaited_in_a_sync_transaction(store):
+    import asyncio
+
+    seen = []
+
+    async def on_commit(txn):
+        await asyncio.sleep(0)
+        seen.append(("commit", txn.key))
+
+    async def on_rollback(txn):
+        await asyncio.sleep(0)
+        seen.append(("rollback", txn.key))
+
+    with transaction("a", store) as txn:
+        txn.stage(1, on_commit=on_commit)
+    with pytest.raises(RuntimeError), transaction("b", store) as txn:
+        txn.stage(2, on_rollback=on_rollback)
+        raise RuntimeError("boom")
+    assert seen == [("commit", "a"), ("rollback", "b")]
+
+
+def test_an_async_transaction_commits_rolls_back_and_awaits_its_hooks(store):
+    import asyncio
+
+    seen = []
+
+    async def hook(txn):
+        await asyncio.sleep(0)
+        seen.append(txn.key)
+
+    async def main():
+        async with atransaction("async-k", store) as txn:
+            assert get_transaction() is txn and not txn.is_committed()
+            txn.stage({"v": 1}, on_commit=hook)
+        assert store.read("async-k") == {"v": 1}
+        async with atransaction("async-k", store) as again:
+            assert again.is_committed() and await again.read() == {"v": 1}
+        with pytest.raises(KeyError):
+            async with atransaction("failed", store) as failed:
+                failed.stage(2, on_rollback=hook)
+                raise KeyError("x")
+        assert failed.is_rolled_back() and not store.exists("failed")
+        async with atransaction("locked", store, isolation_level="SERIALIZABLE") as locked:
+            assert locked.lock_manager.is_locked("locked")
+            locked.stage(3)
+        assert not locked.lock_manager.is_locked("locked")
+
+    asyncio.run(main())
+    assert seen == ["async-k", "failed"]
+    with pytest.raises(TypeError, match="async with"), atransaction("x", store):
+        pass

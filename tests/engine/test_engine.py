@@ -434,16 +434,6 @@ def test_task_runs_can_be_shipped_to_another_process(storage_root):
     assert [r.state for r in run.task_runs] == ["Cached", "Cached"]
 
 
-def test_async_functions_are_refused_with_a_clear_error():
-    async def coro():
-        return 1
-
-    with pytest.raises(TypeError, match="async"):
-        task(coro)
-    with pytest.raises(TypeError, match="async"):
-        flow(coro)
-
-
 def test_plugin_registered_task_runner_is_usable_by_name():
     from stashflow import hookimpl, plugins
 

@@ -85,6 +85,26 @@ def parse_size(value: str) -> int:
     return size
 
 
+def _parse_count(value: str) -> int:
+    try:
+        count = int(value.strip())
+    except ValueError:
+        raise ValueError("expected a whole number such as 0 or 3") from None
+    if count < 0:
+        raise ValueError("expected a whole number of at least 0")
+    return count
+
+
+def _parse_delays(value: str) -> float | list[float]:
+    try:
+        delays = [float(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError("expected seconds, or several separated by commas (1,2,4)") from None
+    if not delays or any(d < 0 or d != d for d in delays):
+        raise ValueError("expected seconds >= 0, or several separated by commas (1,2,4)")
+    return delays[0] if len(delays) == 1 else delays
+
+
 def _parse_ratio(value: str) -> float:
     try:
         ratio = float(value)
@@ -104,6 +124,10 @@ class Setting:
     secret: bool = False
     in_profile: bool = True  # STASHFLOW_HOME cannot come from a file inside itself
 
+    def value(self) -> Any:
+        """The setting's current, parsed value (as Prefect's `PREFECT_X.value()`)."""
+        return get(self.name)
+
 
 SETTINGS: dict[str, Setting] = {
     s.name: s
@@ -121,6 +145,18 @@ SETTINGS: dict[str, Setting] = {
                 "Directory of the default local result storage."),
         Setting("STASHFLOW_TASKS_REFRESH_CACHE", lambda: "false", parse_bool,
                 "Run every cached task again and overwrite its record."),
+        Setting("STASHFLOW_TASKS_DISABLE_CACHING", lambda: "false", parse_bool,
+                "Never look up a cached record: every task runs (its result still persists)."),
+        Setting("STASHFLOW_TASKS_DEFAULT_NO_CACHE", lambda: "false", parse_bool,
+                "Tasks that name no cache policy use NO_CACHE instead of DEFAULT."),
+        Setting("STASHFLOW_TASKS_DEFAULT_RETRIES", lambda: "0", _parse_count,
+                "Retries of a task that sets no retries."),
+        Setting("STASHFLOW_TASKS_DEFAULT_RETRY_DELAY_SECONDS", lambda: "0", _parse_delays,
+                "Seconds between a task's retries when it sets none (or 1,2,4 per retry)."),
+        Setting("STASHFLOW_FLOWS_DEFAULT_RETRIES", lambda: "0", _parse_count,
+                "Retries of a flow that sets no retries."),
+        Setting("STASHFLOW_FLOWS_DEFAULT_RETRY_DELAY_SECONDS", lambda: "0", _parse_delays,
+                "Seconds between a flow's retries when it sets none."),
         Setting("STASHFLOW_RESULTS_SIGNING_KEY", lambda: "", _parse_optional_str,
                 "HMAC key: records are signed, and unsigned or tampered ones refused.",
                 secret=True),
@@ -329,4 +365,13 @@ def display_value(name: str, value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, frozenset):
         return ",".join(sorted(value))
+    if isinstance(value, list):
+        return ",".join(f"{v:g}" for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
     return str(value)
+
+
+# Each setting is also a module attribute, for code written against Prefect's
+# `PREFECT_HOME.value()`: `from stashflow.settings import STASHFLOW_HOME`.
+globals().update(SETTINGS)

@@ -57,11 +57,12 @@ class TaskRun:
     key of its record (None when not persisted) and `location` where that is.
     """
 
-    __slots__ = ("_id", "duration", "flow_name", "flow_run_id", "key", "run_count", "state",
-                 "store", "task_name")
+    __slots__ = ("_id", "_name", "duration", "flow_name", "flow_run_id", "key", "run_count",
+                 "state", "store", "task_name")
 
     def __init__(self, task_name: str, flow_run: FlowRun | None):
         self._id: str | None = None
+        self._name: str | None = None
         self.task_name = task_name
         self.flow_run_id = flow_run.id if flow_run is not None else None
         self.flow_name = flow_run.flow_name if flow_run is not None else None
@@ -79,7 +80,11 @@ class TaskRun:
 
     @property
     def name(self) -> str:
-        return f"{self.task_name}-{self.id[:8]}"
+        """The run's name: `task_run_name` when the task has one, else `<task>-<id>`."""
+        return self._name if self._name is not None else f"{self.task_name}-{self.id[:8]}"
+
+    def set_name(self, name: str | None) -> None:
+        self._name = name
 
     @property
     def location(self) -> str | None:
@@ -100,9 +105,16 @@ class TaskRun:
 
 
 class TaskRunContext:
-    """What a cache policy, a `cache_key_fn` and a running task body can see."""
+    """What a cache policy, a `cache_key_fn` and a running task body can see.
+
+    `TaskRunContext.get()` is the current one (None outside a task body).
+    """
 
     __slots__ = ("flow_run", "parameters", "task", "task_run")
+
+    @classmethod
+    def get(cls) -> TaskRunContext | None:
+        return task_run_var.get()
 
     def __init__(self, task: Any, task_run: TaskRun, flow_run: FlowRun | None,
                  parameters: dict[str, Any]):
@@ -124,3 +136,39 @@ def get_flow_run() -> FlowRun | None:
 def get_task_run_context() -> TaskRunContext | None:
     """The task run this code runs in (inside a task body), or None."""
     return task_run_var.get()
+
+
+class FlowRunContext:
+    """What code running inside a flow can see: `flow_run` and `flow`.
+
+    `FlowRunContext.get()` is the current one (None outside a flow run).
+    """
+
+    __slots__ = ("flow", "flow_run")
+
+    def __init__(self, flow_run: FlowRun):
+        self.flow_run = flow_run
+        self.flow = flow_run.flow
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return self.flow_run.parameters
+
+    @classmethod
+    def get(cls) -> FlowRunContext | None:
+        run = flow_run_var.get()
+        return None if run is None else cls(run)
+
+
+def get_run_context() -> TaskRunContext | FlowRunContext:
+    """The context of the task run this code is in, else of its flow run.
+
+    RuntimeError outside both (as Prefect's MissingContextError).
+    """
+    task_context = task_run_var.get()
+    if task_context is not None:
+        return task_context
+    flow_run = flow_run_var.get()
+    if flow_run is not None:
+        return FlowRunContext(flow_run)
+    raise RuntimeError("no run context: get_run_context() is called outside a task or flow run")

@@ -12,6 +12,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from .binding import check_function, make_binder
 from .context import FlowRun, flow_run_var
 from .futures import COMPLETED, FAILED, State, resolve_futures
 from .options import FlowOptions, decorator_signature, rebuild
@@ -19,7 +20,6 @@ from .options import make as make_options
 from .options import names as option_names
 from .options import replace as replace_options
 from .persistence import FlowConfig, resolve_flow_config, settings_stamp
-from .tasks import check_function, make_binder
 
 
 class Flow:

@@ -10,6 +10,7 @@ COMPLETED = "Completed"
 CACHED = "Cached"
 FAILED = "Failed"
 PENDING = "Pending"
+RETRYING = "Retrying"  # a run between a failed attempt and its next one
 
 _NO_VALUE: Any = object()
 
@@ -112,6 +113,10 @@ class TaskRunFuture:
             self.task_run.state, self.task_run.key = state.name, state.key
             state.run = self.task_run
         return state
+
+    def final_state(self, timeout: float | None = None) -> State:
+        """The run's State once it has finished (waiting for it)."""
+        return self._settled(timeout)
 
     @property
     def state(self) -> State:

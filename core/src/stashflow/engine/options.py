@@ -17,6 +17,7 @@ from typing import Any
 
 from ..cache_policies import CachePolicy
 from ..durations import as_timedelta
+from .retries import check_delays, check_jitter
 
 
 class _NotGiven:
@@ -32,13 +33,13 @@ class _NotGiven:
 NOT_GIVEN: Any = _NotGiven()  # cache_policy not passed: DEFAULT applies, no persistence implied
 
 
-def _delays(value: Any) -> tuple[float, ...]:
-    values = tuple(value) if isinstance(value, Iterable) else (value,)
-    if not values or any(not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0
-                         for v in values):
-        raise ValueError(f"retry_delay_seconds must be seconds >= 0 (or a list of them), "
-                         f"not {value!r}")
-    return tuple(float(v) for v in values)
+def _hook_tuple(options: Any, name: str) -> None:
+    value = getattr(options, name)
+    hooks = (value,) if callable(value) else tuple(value or ())
+    for hook in hooks:
+        if not callable(hook):
+            raise TypeError(f"{name} takes callables, not {hook!r}")
+    _set(options, name, hooks)
 
 
 def _set(options: Any, name: str, value: Any) -> None:
@@ -47,9 +48,17 @@ def _set(options: Any, name: str, value: Any) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class TaskOptions:
-    """What `@task(...)` takes; see the engine docs for each option's meaning."""
+    """What `@task(...)` takes; docs/concepts/results.md and caching.md say what each does.
+
+    `retries` and `retry_delay_seconds` left None take STASHFLOW_TASKS_DEFAULT_RETRIES
+    and STASHFLOW_TASKS_DEFAULT_RETRY_DELAY_SECONDS when the task runs.
+    """
 
     name: str | None = None
+    description: str | None = None
+    tags: Iterable[str] = ()
+    version: str | None = None
+    task_run_name: str | Callable[..., str] | None = None
     persist_result: bool | None = None
     result_storage: Any = None
     result_storage_key: str | None = None
@@ -59,11 +68,18 @@ class TaskOptions:
     cache_expiration: timedelta | float | None = None
     refresh_cache: bool | None = None
     cache_result_in_memory: bool = True
-    retries: int = 0
-    retry_delay_seconds: float | Iterable[float] = 0
+    retries: int | None = None
+    retry_delay_seconds: float | Iterable[float] | Callable[[int], Iterable[float]] | None = None
+    retry_jitter_factor: float | None = None
+    retry_condition_fn: Callable[..., bool] | None = None
+    timeout_seconds: float | None = None
+    log_prints: bool | None = None
+    on_completion: Iterable[Callable[..., Any]] = ()
+    on_failure: Iterable[Callable[..., Any]] = ()
+    on_commit: Iterable[Callable[..., Any]] = ()
+    on_rollback: Iterable[Callable[..., Any]] = ()
 
     def __post_init__(self) -> None:
-
         policy = self.cache_policy
         if policy is ...:  # an older spelling of "not given"
             _set(self, "cache_policy", NOT_GIVEN)
@@ -73,32 +89,66 @@ class TaskOptions:
             raise TypeError(f"cache_key_fn must be callable, not {self.cache_key_fn!r}")
         _set(self, "cache_expiration", as_timedelta(self.cache_expiration, "cache_expiration"))
         _set(self, "cache_result_in_memory", bool(self.cache_result_in_memory))
-        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
-            raise ValueError(f"retries must be an int >= 0, not {self.retries!r}")
-        _delays(self.retry_delay_seconds)  # checked now, used by the run
+        _set(self, "tags", tuple(self.tags or ()))
+        _check_retries(self.retries)
+        check_delays(self.retry_delay_seconds)
+        check_jitter(self.retry_jitter_factor)
+        for name in ("retry_condition_fn",):
+            if getattr(self, name) is not None and not callable(getattr(self, name)):
+                raise TypeError(f"{name} must be callable, not {getattr(self, name)!r}")
+        _check_timeout(self.timeout_seconds)
+        for name in ("on_completion", "on_failure", "on_commit", "on_rollback"):
+            _hook_tuple(self, name)
 
     @property
     def cache_policy_given(self) -> bool:
         return self.cache_policy is not NOT_GIVEN
 
-    @property
-    def delays(self) -> tuple[float, ...]:
-        return _delays(self.retry_delay_seconds)
+
+def _check_retries(retries: Any) -> None:
+    if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int)
+                                or retries < 0):
+        raise ValueError(f"retries must be an int >= 0, not {retries!r}")
+
+
+def _check_timeout(timeout: Any) -> None:
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or timeout <= 0):
+        raise ValueError(f"timeout_seconds must be a number of seconds > 0, not {timeout!r}")
 
 
 @dataclasses.dataclass(frozen=True)
 class FlowOptions:
-    """What `@flow(...)` takes."""
+    """What `@flow(...)` takes.
+
+    `retries` and `retry_delay_seconds` left None take STASHFLOW_FLOWS_DEFAULT_RETRIES
+    and STASHFLOW_FLOWS_DEFAULT_RETRY_DELAY_SECONDS when the flow runs.
+    """
 
     name: str | None = None
+    description: str | None = None
+    version: str | None = None
+    flow_run_name: str | Callable[..., str] | None = None
     persist_result: bool | None = None
     result_storage: Any = None
     result_serializer: Any = None
     cache_result_in_memory: bool = True
     task_runner: Any = None
+    retries: int | None = None
+    retry_delay_seconds: float | None = None
+    timeout_seconds: float | None = None
+    log_prints: bool | None = None
+    validate_parameters: bool = True
+    on_completion: Iterable[Callable[..., Any]] = ()
+    on_failure: Iterable[Callable[..., Any]] = ()
 
     def __post_init__(self) -> None:
         _set(self, "cache_result_in_memory", bool(self.cache_result_in_memory))
+        _check_retries(self.retries)
+        check_delays(self.retry_delay_seconds)
+        _check_timeout(self.timeout_seconds)
+        for name in ("on_completion", "on_failure"):
+            _hook_tuple(self, name)
 
 
 def names(options_class: type) -> tuple[str, ...]:

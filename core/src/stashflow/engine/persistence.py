@@ -13,8 +13,9 @@ from datetime import timedelta
 from typing import Any
 
 from .. import plugins, settings
-from ..cache_policies import NO_CACHE, CacheKeyFnPolicy, CachePolicy, resolve_cache_policy
+from ..cache_policies import DEFAULT, NO_CACHE, CacheKeyFnPolicy, CachePolicy, resolve_cache_policy
 from ..results import ResultStore
+from .retries import delays_for
 from .templates import KeyTemplate
 
 # Every setting can change how a task resolves: the stamp watches all of them.
@@ -106,31 +107,41 @@ def _flow_config(persist: bool, storage: Any, serializer: Any, in_memory: bool) 
     return FlowConfig(persist, storage, serializer, in_memory, settings_stamp())
 
 
+def persist_by_default() -> bool:
+    """STASHFLOW_RESULTS_PERSIST_BY_DEFAULT, or a default result storage block is set (as in
+    Prefect: naming where results go is asking for them to be kept)."""
+    return bool(settings.get("STASHFLOW_RESULTS_PERSIST_BY_DEFAULT")
+                or settings.get("STASHFLOW_DEFAULT_RESULT_STORAGE_BLOCK"))
+
+
 def resolve_flow_config(flow: Any, parent: FlowConfig | None, stamp: tuple) -> FlowConfig:
-    persist = flow.persist_result
+    options = flow.options
+    persist = options.persist_result
     if persist is None:
-        if flow.result_storage is not None or flow.result_serializer is not None:
+        if options.result_storage is not None or options.result_serializer is not None:
             persist = True
         elif parent is not None:
             persist = parent.persist
         else:
-            persist = settings.get("STASHFLOW_RESULTS_PERSIST_BY_DEFAULT")
-    storage = flow.result_storage if flow.result_storage is not None else (
+            persist = persist_by_default()
+    storage = options.result_storage if options.result_storage is not None else (
         parent.storage if parent is not None else None)
-    serializer = flow.result_serializer if flow.result_serializer is not None else (
+    serializer = options.result_serializer if options.result_serializer is not None else (
         parent.serializer if parent is not None else None)
-    return FlowConfig(bool(persist), storage, serializer, flow.cache_result_in_memory, stamp)
+    return FlowConfig(bool(persist), storage, serializer, options.cache_result_in_memory, stamp)
 
 
 class TaskConfig:
-    """A task's resolved options for runs in one flow configuration."""
+    """A task's options resolved against the settings and its flow, for its runs."""
 
-    __slots__ = ("expiration", "in_memory", "isolation_level", "lock_manager", "persist",
-                 "policy", "refresh", "store", "template")
+    __slots__ = ("delays", "expiration", "in_memory", "isolation_level", "jitter", "lock_manager",
+                 "lookup", "persist", "policy", "refresh", "retries", "store", "template")
 
     def __init__(self, persist: bool, store: Any, policy: CachePolicy | None,
                  template: KeyTemplate | None, expiration: timedelta | None, refresh: bool,
-                 in_memory: bool, isolation_level: str | None, lock_manager: Any):
+                 in_memory: bool, isolation_level: str | None, lock_manager: Any,
+                 retries: int = 0, delays: tuple[float, ...] = (), jitter: float | None = None,
+                 lookup: bool = True):
         self.persist = persist
         self.store = store
         self.policy = policy
@@ -140,47 +151,83 @@ class TaskConfig:
         self.in_memory = in_memory
         self.isolation_level = isolation_level
         self.lock_manager = lock_manager
+        self.retries = retries
+        self.delays = delays
+        self.jitter = jitter
+        self.lookup = lookup  # False: STASHFLOW_TASKS_DISABLE_CACHING (run, never read a record)
 
 
-def task_implies_persistence(task: Any) -> bool:
-    policy = task.cache_policy
-    return (task.result_storage is not None or task.result_serializer is not None
-            or task.result_storage_key is not None or task.cache_key_fn is not None
-            or (task._cache_policy_given and policy is not NO_CACHE and policy != "no_cache"))
+def _policy_named(options: Any) -> Any:
+    """The policy `cache_policy` names: NOT_GIVEN, NO_CACHE for None, else as given."""
+    policy = options.cache_policy
+    return NO_CACHE if policy is None else policy
+
+
+def task_implies_persistence(options: Any) -> bool:
+    """Options that only make sense with a record (as in Prefect)."""
+    policy = _policy_named(options)
+    return (options.result_storage is not None or options.result_serializer is not None
+            or options.result_storage_key is not None or options.cache_key_fn is not None
+            or (options.cache_policy_given and policy is not NO_CACHE and policy != "no_cache"))
+
+
+def declared_persistence(options: Any) -> bool | None:
+    """`persist_result` as Prefect reports it: as given, True when implied, else None."""
+    if options.persist_result is not None:
+        return options.persist_result
+    return True if task_implies_persistence(options) else None
+
+
+def declared_cache_policy(options: Any) -> Any:
+    """The cache policy a task runs with, as Prefect reports it (settings read now)."""
+    if options.persist_result is False or settings.get("STASHFLOW_TASKS_DISABLE_CACHING"):
+        return NO_CACHE
+    if options.cache_key_fn is not None:
+        return CacheKeyFnPolicy(options.cache_key_fn)
+    if not options.cache_policy_given:
+        return NO_CACHE if settings.get("STASHFLOW_TASKS_DEFAULT_NO_CACHE") else DEFAULT
+    return _policy_named(options)
 
 
 def resolve_task_config(task: Any, flow_config: FlowConfig | None, stamp: tuple) -> TaskConfig:
-    persist = task.persist_result
+    options = task.options
+    retries = options.retries
+    if retries is None:
+        retries = settings.get("STASHFLOW_TASKS_DEFAULT_RETRIES")
+    delay_spec = options.retry_delay_seconds
+    if delay_spec is None:
+        delay_spec = settings.get("STASHFLOW_TASKS_DEFAULT_RETRY_DELAY_SECONDS")
+    retry = {"retries": retries, "delays": delays_for(delay_spec, retries),
+             "jitter": options.retry_jitter_factor}
+
+    persist = declared_persistence(options)
     if persist is None:
-        if task_implies_persistence(task):
-            persist = True
-        elif flow_config is not None:
-            persist = flow_config.persist
-        else:
-            persist = settings.get("STASHFLOW_RESULTS_PERSIST_BY_DEFAULT")
-    refresh = task.refresh_cache
+        persist = flow_config.persist if flow_config is not None else persist_by_default()
+    refresh = options.refresh_cache
     if refresh is None:
         refresh = settings.get("STASHFLOW_TASKS_REFRESH_CACHE")
     if not persist:
-        return TaskConfig(False, None, None, None, None, bool(refresh), True, None, None)
+        return TaskConfig(False, None, None, None, None, bool(refresh), True, None, None, **retry)
 
-    if task.cache_key_fn is not None:
-        policy: CachePolicy = CacheKeyFnPolicy(task.cache_key_fn)
-        explicit = task.cache_policy
-        if isinstance(explicit, (CachePolicy, str)):
-            explicit = resolve_cache_policy(explicit)
+    named = _policy_named(options)
+    if options.cache_key_fn is not None:
+        policy: CachePolicy = CacheKeyFnPolicy(options.cache_key_fn)
+        if isinstance(named, (CachePolicy, str)):
+            explicit = resolve_cache_policy(named)
             policy = policy.configure(isolation_level=explicit.isolation_level,
                                       lock_manager=explicit.lock_manager,
                                       key_storage=explicit.key_storage)
+    elif not options.cache_policy_given:
+        policy = resolve_cache_policy(declared_cache_policy(options))
     else:
-        policy = resolve_cache_policy(task.cache_policy)
+        policy = resolve_cache_policy(named)
 
-    storage = task.result_storage
+    storage = options.result_storage
     if storage is None:
         storage = policy.key_storage
     if storage is None and flow_config is not None:
         storage = flow_config.storage
-    serializer = task.result_serializer
+    serializer = options.result_serializer
     if serializer is None and flow_config is not None:
         serializer = flow_config.serializer
     return TaskConfig(
@@ -188,9 +235,11 @@ def resolve_task_config(task: Any, flow_config: FlowConfig | None, stamp: tuple)
         store=get_store(storage, serializer, stamp),
         policy=policy,
         template=task._template,
-        expiration=task.cache_expiration,
+        expiration=options.cache_expiration,
         refresh=bool(refresh),
-        in_memory=task.cache_result_in_memory,
+        in_memory=options.cache_result_in_memory,
         isolation_level=policy.isolation_level,
         lock_manager=policy.lock_manager,
+        lookup=not settings.get("STASHFLOW_TASKS_DISABLE_CACHING"),
+        **retry,
     )

@@ -1,43 +1,45 @@
-"""Tasks: the `@task` decorator, and running one call of a task.
+"""Tasks: the `@task` decorator and the Task object - what a task is and how it is called.
 
-The run path for a persisted task: bind the arguments, resolve futures among
-them, compute the key (template, `cache_key_fn` or cache policy), try to read
-the record once (a hit returns its value, state "Cached"), else run the body
-with retries and write the record. Concurrency control (isolation levels,
-locks) goes through `stashflow.transactions` only when a policy asks for it
-or a transaction is open around the call.
+A call runs the task now (engine.task_runs: key, cache, body with retries, record)
+and returns its value; an `async def` task's call returns a coroutine to await.
+`submit` and `map` run calls on the flow's task runner and return futures.
+A task on a method binds `self` (or `cls`), which is then not one of its inputs.
 """
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import functools
 import inspect
-import sys
 import threading
-import time
-import uuid
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ..cache_policies import DEFAULT, NO_CACHE
-from ..exceptions import RECORD_UNUSABLE, ResultNotFound
-from ..keys import validate_key
-from .context import FlowRun, TaskRun, TaskRunContext, flow_run_var, task_run_var
-from .futures import CACHED, COMPLETED, FAILED, FutureList, State, TaskRunFuture, resolve_futures
-from .options import NOT_GIVEN, TaskOptions, decorator_signature, rebuild
+from .. import settings
+from ..cache_policies import CachePolicy
+from .binding import check_function, is_async, make_binder
+from .context import FlowRun, TaskRun, flow_run_var
+from .futures import FAILED, FutureList, State, TaskRunFuture
+from .options import TaskOptions, decorator_signature, rebuild
 from .options import make as make_options
 from .options import names as option_names
 from .options import replace as replace_options
-from .persistence import TaskConfig, resolve_task_config, settings_stamp
+from .persistence import (
+    TaskConfig,
+    declared_cache_policy,
+    declared_persistence,
+    resolve_task_config,
+    settings_stamp,
+)
+from .retries import delays_for
 from .runners import ThreadPoolTaskRunner, resolve_task_runner
+from .task_runs import CacheWarning, arun_task, run_task
 from .templates import KeyTemplate
 
-_P = inspect.Parameter
-
-
-class CacheWarning(UserWarning):
-    """A cached record could not be used (corrupted or undecodable); the task runs again."""
+# Options read as resolved values (Prefect reports them so), or as decorators: not copied.
+_RESOLVED = frozenset({"persist_result", "cache_policy", "retries", "retry_delay_seconds",
+                       "name", "on_completion", "on_failure", "on_commit", "on_rollback"})
 
 
 class unmapped:
@@ -45,77 +47,6 @@ class unmapped:
 
     def __init__(self, value: Any):
         self.value = value
-
-
-class _BodyFailed(Exception):
-    """Carries a task body's exception out of a transaction (which then rolls back)."""
-
-
-# -- argument binding ---------------------------------------------------------------------
-
-
-def make_binder(fn: Callable, label: str) -> tuple[Callable, Callable, frozenset[str] | None]:
-    """(bind(args, kwargs) -> parameters, call(parameters) -> value, parameter names).
-
-    Plain signatures (no *args, **kwargs or positional-only parameters) bind
-    without inspect.Signature.bind: 1.0 us against 3.6 us a call (timeit, 2026-12-04).
-    """
-    sig = inspect.signature(fn)
-    params = list(sig.parameters.values())
-    names = frozenset(p.name for p in params)
-    open_names = any(p.kind is _P.VAR_KEYWORD for p in params)
-    if all(p.kind in (_P.POSITIONAL_OR_KEYWORD, _P.KEYWORD_ONLY) for p in params):
-        positional = tuple(p.name for p in params if p.kind is _P.POSITIONAL_OR_KEYWORD)
-        defaults = {p.name: p.default for p in params if p.default is not _P.empty}
-        n_names, n_pos = len(names), len(positional)
-
-        def bind(args: tuple, kwargs: dict) -> dict[str, Any]:
-            if len(args) > n_pos:
-                raise TypeError(f"{label}() takes {n_pos} positional arguments but "
-                                f"{len(args)} were given")
-            bound = dict(zip(positional, args, strict=False))
-            for k, v in kwargs.items():
-                if k in bound:
-                    raise TypeError(f"{label}() got multiple values for argument {k!r}")
-                if k not in names:
-                    raise TypeError(f"{label}() got an unexpected keyword argument {k!r}")
-                bound[k] = v
-            if len(bound) != n_names:
-                for p in params:
-                    if p.name not in bound:
-                        if p.name not in defaults:
-                            raise TypeError(f"{label}() missing required argument {p.name!r}")
-                        bound[p.name] = defaults[p.name]
-            return bound
-
-        def call(parameters: dict[str, Any]) -> Any:
-            return fn(**parameters)
-    else:
-        def bind(args: tuple, kwargs: dict) -> dict[str, Any]:
-            bound = sig.bind(*args, **kwargs)
-            bound.apply_defaults()
-            return dict(bound.arguments)
-
-        def call(parameters: dict[str, Any]) -> Any:
-            bound = inspect.BoundArguments(sig, parameters)
-            return fn(*bound.args, **bound.kwargs)
-    return bind, call, None if open_names else names
-
-
-def _resolve_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
-    for name, value in parameters.items():
-        resolved = resolve_futures(value)
-        if resolved is not value:
-            parameters[name] = resolved
-    return parameters
-
-
-def _in_transaction() -> bool:
-    # No transaction can be open before stashflow.transactions is (fully) imported, and
-    # importing it with the engine costs every process ~2.5 ms (locking and its modules,
-    # measured 2026-12-04) that most never use: look it up instead.
-    get_transaction = getattr(sys.modules.get("stashflow.transactions"), "get_transaction", None)
-    return get_transaction is not None and get_transaction() is not None
 
 
 _default_runner: Any = None
@@ -128,37 +59,35 @@ def _runner_for(flow_run: FlowRun | None) -> Any:
     with _runner_lock:
         if flow_run is not None:
             if flow_run._runner is None:
-
                 spec = flow_run.flow.task_runner if flow_run.flow is not None else None
                 runner = resolve_task_runner(spec)
                 runner.start()
                 flow_run._runner = runner
             return flow_run._runner
         if _default_runner is None:
-
             _default_runner = ThreadPoolTaskRunner()
         return _default_runner
 
 
-def check_function(fn: Any, what: str) -> None:
-    if not callable(fn):
-        raise TypeError(f"@{what} decorates a function, not {fn!r}")
-    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
-        raise TypeError(f"@{what} does not support async functions yet ({fn.__qualname__}); "
-                        "wrap the coroutine in a regular function with asyncio.run")
-
-
-# -- the task -----------------------------------------------------------------------------
+def _unwrap(fn: Any) -> tuple[Any, str | None]:
+    """(the function, "classmethod" / "staticmethod" / None) of what @task decorates."""
+    if isinstance(fn, classmethod):
+        return fn.__func__, "classmethod"
+    if isinstance(fn, staticmethod):
+        return fn.__func__, "staticmethod"
+    return fn, None
 
 
 class Task:
     """A function whose calls are runs: persisted, cached and retried as configured.
 
     `Task(fn, **options)` takes the options of `@task` (engine.options.TaskOptions);
-    each is also readable as an attribute (`my_task.retries`).
+    each is readable as an attribute (`my_task.retries`), `persist_result`,
+    `cache_policy`, `retries` and `retry_delay_seconds` as the values a run uses now.
     """
 
     def __init__(self, fn: Callable, options: TaskOptions | None = None, **given: Any):
+        fn, self._method_kind = _unwrap(fn)
         check_function(fn, "task")
         if options is None:
             options = make_options(TaskOptions, given)
@@ -168,14 +97,14 @@ class Task:
         self.options = options
         functools.update_wrapper(self, fn)
         for field in option_names(TaskOptions):
-            setattr(self, field, getattr(options, field))
+            if field not in _RESOLVED:
+                setattr(self, field, getattr(options, field))
         self.name = options.name or getattr(fn, "__name__", type(fn).__name__)
-        # What the engine runs with: DEFAULT when no policy was given, NO_CACHE for None.
-        policy = options.cache_policy
-        self.cache_policy = DEFAULT if policy is NOT_GIVEN else NO_CACHE if policy is None else policy
-        self._cache_policy_given = options.cache_policy_given
-        self._delays = options.delays
+        self.is_async = is_async(fn)
+        self._bound: Any = None  # the instance (or class) of a bound method
         self._bind, self._call, names = make_binder(fn, self.name)
+        params = list(inspect.signature(fn).parameters)
+        self._first_param = params[0] if params else None
         self._template = (None if options.result_storage_key is None
                           else KeyTemplate(options.result_storage_key, names))
         self._configs: dict[Any, TaskConfig] = {}
@@ -185,64 +114,166 @@ class Task:
 
     def __reduce__(self) -> tuple:
         # Rebuilt from the function and options (for runners that ship tasks elsewhere).
+        if self._bound is not None:
+            return _rebind, (rebuild(Task, self.fn, self.options), self._bound)
         return rebuild, (Task, self.fn, self.options)
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Task:
+        """On a class: `obj.method` is this task with `obj` bound (`cls` for classmethods)."""
+        if self._method_kind == "staticmethod":
+            return self
+        target = owner if self._method_kind == "classmethod" else instance
+        if target is None:
+            return self
+        bound = copy.copy(self)
+        bound._bound = target
+        return bound
+
+    # -- options -------------------------------------------------------------------------
+
+    @property
+    def persist_result(self) -> bool | None:
+        """As given; True when another option implies it; None: the flow or settings decide."""
+        return declared_persistence(self.options)
+
+    @property
+    def cache_policy(self) -> CachePolicy | str:
+        """The policy a run uses (DEFAULT when none was named, NO_CACHE when not persisted)."""
+        return declared_cache_policy(self.options)
+
+    @property
+    def retries(self) -> int:
+        given = self.options.retries
+        return given if given is not None else settings.get("STASHFLOW_TASKS_DEFAULT_RETRIES")
+
+    @property
+    def retry_delay_seconds(self) -> float | list[float]:
+        """The delay before each retry (a callable's list, or the default setting's)."""
+        spec = self.options.retry_delay_seconds
+        if spec is None:
+            spec = settings.get("STASHFLOW_TASKS_DEFAULT_RETRY_DELAY_SECONDS")
+        if callable(spec):
+            return list(delays_for(spec, self.retries))
+        return spec
 
     def with_options(self, **options: Any) -> Task:
         """A new task with some options changed (the same names as `@task`)."""
         try:
-            return Task(self.fn, replace_options(self.options, options))
+            new = Task(self.fn, replace_options(self.options, options))
         except TypeError as exc:
             raise TypeError(f"with_options(): {exc}") from None
+        new._method_kind, new._bound = self._method_kind, self._bound
+        return new
 
-    # -- configuration -------------------------------------------------------------------
+    def _add_hook(self, kind: str, fn: Callable) -> Callable:
+        if not callable(fn):
+            raise TypeError(f"{kind} takes a callable, not {fn!r}")
+        self.options = replace_options(self.options, {kind: (*getattr(self.options, kind), fn)})
+        self._configs.clear()
+        return fn
 
-    def _config(self, flow_run: FlowRun | None) -> TaskConfig:
+    def on_commit(self, fn: Callable) -> Callable:
+        """`fn(txn)` runs when the transaction this task's run belongs to commits."""
+        return self._add_hook("on_commit", fn)
+
+    def on_rollback(self, fn: Callable) -> Callable:
+        """`fn(txn)` runs when the transaction this task's run belongs to rolls back
+        (also when another task of it failed)."""
+        return self._add_hook("on_rollback", fn)
+
+    def on_completion(self, fn: Callable) -> Callable:
+        """`fn(task, task_run, state)` runs after each run that completes (or is cached)."""
+        return self._add_hook("on_completion", fn)
+
+    def on_failure(self, fn: Callable) -> Callable:
+        """`fn(task, task_run, state)` runs after each run that fails."""
+        return self._add_hook("on_failure", fn)
+
+    # -- what a run uses -----------------------------------------------------------------
+
+    def config_for(self, flow_run: FlowRun | None) -> TaskConfig:
+        """The options resolved for runs in this flow run (cached per flow configuration,
+        or per settings stamp outside flows)."""
         if flow_run is not None:
             marker: Any = flow_run.config
-            config = self._configs.get(marker)
-            if config is None:
-                config = self._resolve(marker, flow_run.config, flow_run.stamp)
-            return config
-        stamp = settings_stamp()
-        config = self._configs.get(stamp)
+            stamp = flow_run.stamp
+        else:
+            marker = stamp = settings_stamp()
+        config = self._configs.get(marker)
         if config is None:
-            config = self._resolve(stamp, None, stamp)
+            if len(self._configs) > 32:
+                self._configs.clear()
+            config = self._configs[marker] = resolve_task_config(
+                self, None if flow_run is None else flow_run.config, stamp)
         return config
 
-    def _resolve(self, marker: Any, flow_config: Any, stamp: tuple) -> TaskConfig:
-        if len(self._configs) > 32:
-            self._configs.clear()
-        config = self._configs[marker] = resolve_task_config(self, flow_config, stamp)
-        return config
+    def call_body(self, parameters: dict[str, Any]) -> Any:
+        return self._call(parameters)
 
-    # -- calling ---------------------------------------------------------------------------
+    def key_inputs(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        """The inputs INPUTS hashes: the parameters, less a method's bound `self` or `cls`
+        (recorded by its class's name instead)."""
+        if self._bound is None or self._first_param is None:
+            return parameters
+        inputs = {k: v for k, v in parameters.items() if k != self._first_param}
+        owner = self._bound if isinstance(self._bound, type) else type(self._bound)
+        inputs["__method_of__"] = f"{owner.__module__}.{owner.__qualname__}"
+        return inputs
+
+    def run_name(self, parameters: dict[str, Any]) -> str | None:
+        """`task_run_name` for these parameters: a template like "{x}-{self.a}", or a
+        callable (no arguments, or the parameters)."""
+        spec = self.options.task_run_name
+        if spec is None:
+            return None
+        if callable(spec):
+            try:
+                return str(spec(parameters) if inspect.signature(spec).parameters else spec())
+            except (TypeError, ValueError):
+                return str(spec())
+        return spec.format(**parameters)
+
+    # -- calling -------------------------------------------------------------------------
+
+    def _parameters(self, args: tuple, kwargs: dict) -> dict[str, Any]:
+        if self._bound is not None:
+            args = (self._bound, *args)
+        return self._bind(args, kwargs)
 
     def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
-        """Run the task now and return its value (its State with return_state=True)."""
+        """Run the task now and return its value (its State with return_state=True).
+
+        An async task's call returns a coroutine: `await my_task(x)`.
+        """
         flow_run = flow_run_var.get()
-        parameters = self._bind(args, kwargs)
+        parameters = self._parameters(args, kwargs)
         task_run = TaskRun(self.name, flow_run)
         if flow_run is not None:
             flow_run.task_runs.append(task_run)
-        state, value = self._run(parameters, task_run, flow_run)
-        if return_state:
-            return state
-        if state.name == FAILED:
-            raise state.exception
-        return value
+        if self.is_async:
+            return self._acall(parameters, task_run, flow_run, return_state)
+        return _outcome(*run_task(self, parameters, task_run, flow_run), return_state)
 
-    def submit(self, *args: Any, **kwargs: Any) -> TaskRunFuture:
-        """Run the task on the flow's task runner; returns a future at once."""
-        return self._submit(self._bind(args, kwargs))
+    async def _acall(self, parameters: dict, task_run: TaskRun, flow_run: FlowRun | None,
+                     return_state: bool) -> Any:
+        return _outcome(*await arun_task(self, parameters, task_run, flow_run), return_state)
+
+    def submit(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
+        """Run the task on the flow's task runner; returns a future at once (its final State
+        with return_state=True)."""
+        future = self._submit(self._parameters(args, kwargs))
+        return future.final_state() if return_state else future
 
     def map(self, *args: Any, **kwargs: Any) -> FutureList:
         """Submit one run per element of the iterable arguments (wrap others in `unmapped`)."""
-        parameters = self._bind(args, kwargs)
+        parameters = self._parameters(args, kwargs)
         mapped: dict[str, list] = {}
         static: dict[str, Any] = {}
         for name, value in parameters.items():
             if isinstance(value, unmapped):
                 static[name] = value.value
+            elif name == self._first_param and self._bound is not None:
+                static[name] = value
             elif isinstance(value, Iterable) and not isinstance(
                     value, (str, bytes, bytearray, Mapping, TaskRunFuture)):
                 mapped[name] = list(value)
@@ -267,7 +298,7 @@ class Task:
         # The resolved config travels with the run: a runner that ships it to another
         # process or machine runs it with this process's storage, serializer and settings.
         future = TaskRunFuture(runner.submit(self._run_for_future, parameters, task_run, flow_run,
-                                             self._config(flow_run)), task_run)
+                                             self.config_for(flow_run)), task_run)
         if flow_run is not None:
             flow_run.task_runs.append(task_run)
             flow_run.futures.append(future)
@@ -275,135 +306,21 @@ class Task:
 
     def _run_for_future(self, parameters: dict, task_run: TaskRun, flow_run: FlowRun | None,
                         config: TaskConfig | None = None) -> State:
-        return self._run(parameters, task_run, flow_run, config)[0]
+        if self.is_async:  # on the runner's thread: an event loop of its own
+            return asyncio.run(arun_task(self, parameters, task_run, flow_run, config))[0]
+        return run_task(self, parameters, task_run, flow_run, config)[0]
 
-    # -- one run ---------------------------------------------------------------------------
 
-    def _execute(self, context: TaskRunContext) -> Any:
-        """The body, with retries, with `context` visible to it."""
-        token = task_run_var.set(context)
-        try:
-            attempt = 0
-            while True:
-                try:
-                    return self._call(context.parameters)
-                except Exception:
-                    if attempt >= self.retries:
-                        raise
-                    delay = self._delays[min(attempt, len(self._delays) - 1)]
-                    attempt += 1
-                    context.task_run.run_count = attempt + 1
-                    if delay:
-                        time.sleep(delay)
-        finally:
-            task_run_var.reset(token)
+def _outcome(state: State, value: Any, return_state: bool) -> Any:
+    if return_state:
+        return state
+    if state.name == FAILED:
+        raise state.exception
+    return value
 
-    def _run(self, parameters: dict[str, Any], task_run: TaskRun, flow_run: FlowRun | None,
-             config: TaskConfig | None = None) -> tuple[State, Any]:
-        parameters = _resolve_parameters(parameters)  # waits for upstream futures
-        started = time.perf_counter()
-        try:
-            return self._run_inner(parameters, task_run, flow_run, config)
-        finally:
-            task_run.duration = time.perf_counter() - started
 
-    def _run_inner(self, parameters: dict[str, Any], task_run: TaskRun,
-                   flow_run: FlowRun | None, config: TaskConfig | None = None
-                   ) -> tuple[State, Any]:
-        if config is None:
-            config = self._config(flow_run)
-        context = TaskRunContext(self, task_run, flow_run, parameters)
-        if not config.persist:
-            try:
-                value = self._execute(context)
-            except Exception as exc:
-                return self._failed(task_run, exc), None
-            task_run.state = COMPLETED
-            return State(COMPLETED, value, run=task_run), value
-
-        store = config.store
-        task_run.store = store
-        if config.template is not None:
-            key = config.template.format(parameters, flow_run, task_run)
-        else:
-            key = config.policy.compute_key(
-                context, parameters, None if flow_run is None else flow_run.parameters)
-            if key is not None:
-                validate_key(key)
-        cacheable = key is not None
-        if not cacheable:  # persisted under a fresh name, never looked up
-            key = uuid.uuid4().hex
-        if _in_transaction() or (cacheable and (config.isolation_level is not None
-                                                or config.lock_manager is not None)):
-            return self._run_transaction(context, config, key)
-
-        if cacheable and not config.refresh:
-            hit = self._read_cached(store, key)
-            if hit is not None:
-                return self._finished(CACHED, task_run, config, key, hit[0]), hit[0]
-        try:
-            value = self._execute(context)
-        except Exception as exc:
-            return self._failed(task_run, exc), None
-        store.write(key, value, expiration=config.expiration)
-        return self._finished(COMPLETED, task_run, config, key, value), value
-
-    def _read_cached(self, store: Any, key: str) -> tuple[Any] | None:
-        """(value,) from the record at `key`, read once; None for a miss."""
-        try:
-            return (store.read_record(key).value,)
-        except ResultNotFound:  # absent, or expired
-            return None
-        except RECORD_UNUSABLE as exc:
-            warnings.warn(f"task {self.name!r}: cached record {key!r} is unusable, running the "
-                          f"task again and overwriting it: {exc}", CacheWarning, stacklevel=2)
-            return None
-
-    def _run_transaction(self, context: TaskRunContext, config: TaskConfig, key: str
-                         ) -> tuple[State, Any]:
-        """The run inside a transaction: under the key's lock (SERIALIZABLE), nested in
-        any open transaction, written when the outermost transaction commits."""
-        from ..transactions import transaction  # lazy: ~2.5 ms of import that most runs never need
-
-        cached = False
-        try:
-            with transaction(key=key, store=config.store, isolation_level=config.isolation_level,
-                             lock_manager=config.lock_manager, overwrite=config.refresh,
-                             expiration=config.expiration) as txn:
-                if txn.is_committed():  # a header check, or a value staged in this tree
-                    try:
-                        value, cached = txn.read(), True
-                    except (ResultNotFound, *RECORD_UNUSABLE) as exc:
-                        warnings.warn(f"task {self.name!r}: cached record {key!r} is unusable, "
-                                      f"running the task again: {exc}", CacheWarning,
-                                      stacklevel=2)
-                if not cached:
-                    try:
-                        value = self._execute(context)
-                    except Exception as exc:
-                        raise _BodyFailed() from exc
-                    txn.stage(value)
-        except _BodyFailed as failed:
-            return self._failed(context.task_run, failed.__cause__), None
-        # A nested transaction writes when its outermost parent commits: until then
-        # the value is only in memory, so the state keeps it whatever cache_result_in_memory says.
-        durable = cached or txn.state == "COMMITTED"
-        return self._finished(CACHED if cached else COMPLETED, context.task_run, config, key,
-                              value, keep=not durable), value
-
-    @staticmethod
-    def _finished(name: str, task_run: TaskRun, config: TaskConfig, key: str, value: Any,
-                  keep: bool = False) -> State:
-        task_run.state = name
-        task_run.key = key
-        if config.in_memory or keep:
-            return State(name, value, store=config.store, key=key, run=task_run)
-        return State(name, store=config.store, key=key, run=task_run)
-
-    @staticmethod
-    def _failed(task_run: TaskRun, exc: BaseException) -> State:
-        task_run.state = FAILED
-        return State(FAILED, exception=exc, run=task_run)
+def _rebind(task: Task, target: Any) -> Task:
+    return task.__get__(target, target if isinstance(target, type) else type(target))
 
 
 def task(fn: Callable | None = None, /, **options: Any) -> Any:
@@ -415,3 +332,5 @@ def task(fn: Callable | None = None, /, **options: Any) -> Any:
 
 
 task.__signature__ = decorator_signature(TaskOptions)  # type: ignore[attr-defined]
+
+__all__ = ["CacheWarning", "Task", "task", "unmapped"]
