@@ -126,10 +126,12 @@ def main() -> None:
                                               for _ in range(args.repeat)])
                 shutil.rmtree(root, ignore_errors=True)
         if not args.quick and not args.no_s3:
-            from stashflow._servers import start_moto
+            # lazy: the server harness lives with the tests, outside every distribution
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
+            from stashflow_test_servers import start_moto
 
-            with start_moto(work) as endpoint:
-                env = {"BENCH_S3_ENDPOINT": endpoint}
+            with start_moto(work) as server:
+                env = {"BENCH_S3_ENDPOINT": server.url}
                 r.update(by_rounds(args.repeat, lambda: {
                     c: cell(c, work / c, 1, env)
                     for c in ("s3_raw_roundtrip", "s3_stashflow_roundtrip")}))

@@ -1,5 +1,7 @@
-"""The distributions build as wheels and work when installed from them (not editable)."""
+"""The distributions build as wheels and work when installed from them (not editable);
+no wheel carries test infrastructure (servers, their credentials, pytest) into the product."""
 
+import ast
 import importlib.util
 import os
 import subprocess
@@ -16,8 +18,15 @@ pytestmark = pytest.mark.slow
 _NO_ISOLATION = ["--no-build-isolation"] if importlib.util.find_spec("hatchling") else []
 
 REPO = Path(__file__).resolve().parents[2]
-DISTRIBUTIONS = {"stashflow": REPO / "core", "stashflow_local": REPO / "plugins" / "local",
-                 "stashflow_compressed_json": REPO / "plugins" / "compressed-json"}
+DISTRIBUTIONS = {"stashflow": REPO / "core",
+                 **{"stashflow_" + d.name.replace("-", "_"): d
+                    for d in sorted((REPO / "plugins").iterdir()) if (d / "pyproject.toml").is_file()}}
+# The pytest plugin (stashflow.testing, the plugin kit) is the one place pytest belongs.
+TEST_ONLY_IMPORTS = {"pytest", "_pytest", "moto", "hypothesis", "stashflow_test_servers",
+                     "stashflow_test_clouds", "stashflow_test_io", "conftest"}
+# Strings only a test harness holds: Azurite's well-known account and key, the npm tree.
+TEST_ONLY_STRINGS = ("devstoreaccount1", "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2",
+                     "node_modules", "azurite", "fake-gcs-server", "moto.server")
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +41,7 @@ def wheels(tmp_path_factory):
 
 
 def test_wheels_hold_the_packages_and_no_tests(wheels):
-    assert set(wheels) == set(DISTRIBUTIONS)
+    assert set(wheels) == set(DISTRIBUTIONS), "each plugin folder builds one wheel"
     names = {dist: zipfile.ZipFile(w).namelist() for dist, w in wheels.items()}
     for must in ("stashflow/records.py", "stashflow/serializers/_builtin.py",
                  "stashflow/storage/memory.py", "stashflow/hookspecs.py", "stashflow/cli.py"):
@@ -47,6 +56,42 @@ def test_wheels_hold_the_packages_and_no_tests(wheels):
     assert "stashflow = stashflow.cli:main" in entry_points["stashflow"]
     assert "local = stashflow_local" in entry_points["stashflow_local"]
     assert "compressed = stashflow_compressed" in entry_points["stashflow_compressed_json"]
+
+
+def infrastructure_in(wheels: dict[str, Path]) -> list[str]:
+    """What in these wheels is test infrastructure, one line each."""
+    found = []
+    for dist, wheel in wheels.items():
+        with zipfile.ZipFile(wheel) as zf:
+            for name in zf.namelist():
+                if not name.endswith(".py"):
+                    continue
+                text = zf.read(name).decode("utf-8")
+                found += [f"{wheel.name}: {name} holds {s!r}" for s in TEST_ONLY_STRINGS
+                          if s in text]
+                if name.startswith("stashflow/testing/"):
+                    continue
+                for node in ast.walk(ast.parse(text)):
+                    modules = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                               else [node.module or ""] if isinstance(node, ast.ImportFrom)
+                               and node.level == 0 else [])
+                    found += [f"{wheel.name}: {name} imports {m}" for m in modules
+                              if m.split(".")[0] in TEST_ONLY_IMPORTS]
+    return found
+
+
+def test_no_wheel_carries_test_infrastructure(wheels):
+    assert len(wheels) == len(DISTRIBUTIONS) >= 8
+    assert infrastructure_in(wheels) == []
+
+
+def test_the_check_for_test_infrastructure_sees_a_planted_harness(tmp_path):
+    planted = tmp_path / "bad.whl"
+    with zipfile.ZipFile(planted, "w") as zf:
+        zf.writestr("stashflow/_servers.py", "import pytest\nKEY = 'devstoreaccount1'\n")
+    assert infrastructure_in({"bad": planted}) == [
+        "bad.whl: stashflow/_servers.py holds 'devstoreaccount1'",
+        "bad.whl: stashflow/_servers.py imports pytest"]
 
 
 def test_installed_wheels_persist_locally_and_list_their_plugins(wheels, tmp_path):

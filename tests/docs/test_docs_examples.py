@@ -29,9 +29,9 @@ ELSEWHERE = {
     "concepts/caching.md": "tests/engine/test_docs_examples.py",
     "concepts/transactions.md": "core/tests/test_transactions.py",
     "concepts/guarantees.md": "tests/reliability/test_guarantees_doc.py",
-    "backends/s3.md": "plugins/s3/tests/test_docs.py",
-    "backends/gcs.md": "plugins/gcs/tests/test_gcs_docs.py",
-    "backends/azure.md": "plugins/azure/tests/test_azure_docs.py",
+    "backends/s3.md": "tests/cloud/test_docs.py",
+    "backends/gcs.md": "tests/cloud/test_docs.py",
+    "backends/azure.md": "tests/cloud/test_docs.py",
     "guides/dask.md": "plugins/dask/tests",
 }
 

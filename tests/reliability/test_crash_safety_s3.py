@@ -12,7 +12,6 @@ import os
 import random
 import select
 import signal
-import sys
 import time
 import uuid
 
@@ -21,9 +20,9 @@ import pytest
 pytest.importorskip("moto")
 pytest.importorskip("stashflow_s3")
 
-from stashflow._servers import free_port, running
 from stashflow.exceptions import ResultNotFound
 from stashflow.results import ResultStore
+from stashflow_test_servers import start_moto
 
 KEYS = ("one", "two/three")
 KILLS = 12
@@ -38,12 +37,8 @@ def blob(key: str, version: int, size: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with running([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                 f"{url}/moto-api/", log):
-        yield url
+    with start_moto(tmp_path_factory.mktemp("moto")) as server:
+        yield server.url
 
 
 @pytest.fixture

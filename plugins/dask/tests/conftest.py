@@ -1,4 +1,5 @@
-"""A real 2-worker Dask LocalCluster per session (plus fresh ones on demand) and a real moto S3 server.
+"""A real 2-worker Dask LocalCluster per session (plus fresh ones on demand); the storage
+servers (moto, fake-gcs-server, Azurite) are the repository conftest's.
 
 Workers are spawned processes: they import the task module `sfdask_tasks` from
 this directory (put on their path), and get a STASHFLOW_HOME of their own with
@@ -13,7 +14,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from stashflow._servers import start_azurite, start_moto, start_server
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
@@ -80,26 +80,6 @@ def client(cluster):
 def log(tmp_path) -> str:
     """The file bodies append one line to per execution."""
     return str(tmp_path / "executions.log")
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint(tmp_path_factory) -> str:
-    with start_moto(tmp_path_factory.mktemp("moto")) as url:
-        yield url
-
-
-@pytest.fixture(scope="session")
-def gcs_server(tmp_path_factory):
-    """fake-gcs-server (it honours ifGenerationMatch=0, which storage locks rely on)."""
-    os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"  # before gcsfs is imported
-    with start_server("fake-gcs-server", tmp_path_factory.mktemp("gcs")) as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def azurite(tmp_path_factory):
-    with start_azurite(tmp_path_factory.mktemp("azurite")) as server:
-        yield server
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""A real moto S3 server on 127.0.0.1 for the whole session, emptied before each test.
+"""The session's moto server (root conftest.py), emptied before each test; a Proxy to it.
 
 Tests talk to it through s3fs/botocore exactly as they would talk to AWS. The
 environment points the AWS default chain at it (keys and AWS_ENDPOINT_URL_S3),
@@ -8,76 +8,43 @@ so `s3://bucket/prefix` URLs and blocks without credentials reach it too.
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import threading
 import urllib.request
-import uuid
 
 import pytest
-from stashflow._servers import start_moto
-
-KEY_ID = "testing"
-SECRET = "testing-secret-value"
+from stashflow_test_clouds import S3
 
 
 @pytest.fixture(scope="session")
-def moto_endpoint(tmp_path_factory) -> str:
-    with start_moto(tmp_path_factory.mktemp("moto")) as url:
-        yield url
+def s3(moto_server) -> S3:
+    return S3(moto_server)
 
 
 @pytest.fixture(autouse=True)
-def aws_env(moto_endpoint, monkeypatch) -> str:
+def aws_env(s3, monkeypatch) -> str:
     """The AWS default chain points at moto; the server starts each test empty."""
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_endpoint)
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-    reset = urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")
+    s3.set_env(monkeypatch)
+    reset = urllib.request.Request(f"{s3.server.url}/moto-api/reset", method="POST")
     urllib.request.urlopen(reset, timeout=10).close()
-    return moto_endpoint
+    return s3.server.url
 
 
 @pytest.fixture
-def raw(moto_endpoint):
+def raw(s3):
     """A plain boto3 client on the server: to look at the real objects behind the backend."""
-    import boto3
-
-    return boto3.client("s3", endpoint_url=moto_endpoint, aws_access_key_id=KEY_ID,
-                        aws_secret_access_key=SECRET, region_name="us-east-1")
+    return s3.raw
 
 
 @pytest.fixture
-def bucket(raw) -> str:
-    name = f"bkt-{uuid.uuid4().hex[:12]}"
-    raw.create_bucket(Bucket=name)
-    return name
+def bucket(s3) -> str:
+    return s3.bucket()
 
 
 @pytest.fixture
-def backend(bucket, moto_endpoint):
+def backend(s3, bucket):
     """A fresh, empty S3Bucket (explicit endpoint and credentials) under a folder."""
-    from stashflow_s3 import S3Bucket
-
-    return S3Bucket(bucket_name=bucket, bucket_folder="team/results",
-                    endpoint_url=moto_endpoint, aws_access_key_id=KEY_ID,
-                    aws_secret_access_key=SECRET)
-
-
-def object_keys(raw, bucket: str) -> list[str]:
-    pages = raw.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-    return sorted(item["Key"] for page in pages for item in page.get("Contents", ()))
-
-
-@pytest.fixture
-def keys_in(raw):
-    """keys_in(bucket) -> every object key really stored in the bucket."""
-    return lambda bucket: object_keys(raw, bucket)
+    return s3.backend(bucket, "team/results")
 
 
 class Proxy:
@@ -152,13 +119,12 @@ class Proxy:
 
 
 @pytest.fixture
-def proxy(moto_endpoint):
+def proxy(moto_server):
     """proxy(cut_after_up=None) -> a Proxy in front of the moto server."""
     made: list[Proxy] = []
-    port = int(moto_endpoint.rsplit(":", 1)[1])
 
     def make(cut_after_up: int | None = None) -> Proxy:
-        made.append(Proxy(port, cut_after_up))
+        made.append(Proxy(moto_server.port, cut_after_up))
         return made[-1]
 
     yield make
