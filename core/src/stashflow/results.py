@@ -6,6 +6,7 @@ This is the embedding API: no flow or task is needed. The engine uses it too.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,11 @@ if TYPE_CHECKING:
     from .maintenance import GcReport, StoredRecord
 
 _UNSET: Any = object()
+
+# The store a keyed transaction uses when it is given none and has no parent: while a
+# flow runs, the engine points this at a zero-argument callable giving the flow's store.
+default_store: ContextVar[Callable[[], Any] | None] = ContextVar("stashflow_default_store",
+                                                                default=None)
 
 
 class ResultExpired(ResultNotFound):

@@ -13,6 +13,11 @@ class FlowRun:
     __slots__ = ("_runner", "config", "flow", "flow_name", "futures", "id", "name",
                  "parameters", "parent", "run_count", "stamp", "state", "task_runs")
 
+    def set_name(self, name: str | None) -> None:
+        """`flow_run_name` for this run (None keeps `<flow>-<id>`)."""
+        if name is not None:
+            self.name = name
+
     def __init__(self, flow: Any, parameters: dict[str, Any], config: Any, stamp: tuple,
                  parent: FlowRun | None):
         self.id = uuid.uuid4().hex

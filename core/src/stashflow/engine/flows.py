@@ -1,25 +1,38 @@
 """Flows: the `@flow` decorator, and running one call of a flow.
 
 A flow run resolves its persistence once (tasks inside inherit it), runs the
-function with the run visible to tasks and subflows, waits for the tasks it
-submitted, and - when it persists - writes its return value under the run's
-id (a uuid4 hex).
+function with the run visible to tasks and subflows (retrying it as `retries`
+says, in the same run: persisted task results of an earlier attempt are hits),
+waits for the tasks it submitted, and - when it persists - writes its return
+value under the run's id (a uuid4 hex). An `async def` flow's call returns a
+coroutine to await.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
-from .binding import check_function, make_binder
+from .. import settings
+from ..exceptions import SerializationError, StorageError
+from ..results import default_store
+from .binding import check_function, is_async, make_binder
 from .context import FlowRun, flow_run_var
-from .futures import COMPLETED, FAILED, State, resolve_futures
+from .futures import COMPLETED, FAILED, RETRYING, State, resolve_futures
 from .options import FlowOptions, decorator_signature, rebuild
 from .options import make as make_options
 from .options import names as option_names
 from .options import replace as replace_options
 from .persistence import FlowConfig, resolve_flow_config, settings_stamp
+from .retries import delays_for
+
+_LOG = logging.getLogger("stashflow.flow_runs")
+# Options read as resolved values, not copied to attributes.
+_RESOLVED = frozenset({"retries", "retry_delay_seconds", "name"})
 
 
 class Flow:
@@ -39,8 +52,10 @@ class Flow:
         self.options = options
         functools.update_wrapper(self, fn)
         for field in option_names(FlowOptions):
-            setattr(self, field, getattr(options, field))
+            if field not in _RESOLVED:
+                setattr(self, field, getattr(options, field))
         self.name = options.name or getattr(fn, "__name__", type(fn).__name__)
+        self.is_async = is_async(fn)
         self._bind, self._call, _names = make_binder(fn, self.name)
         self._configs: dict[Any, FlowConfig] = {}
 
@@ -68,43 +83,155 @@ class Flow:
                 self, None if parent is None else parent.config, stamp)
         return config, stamp
 
-    def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
-        """Run the flow and return its value (its State with return_state=True)."""
-        state, value = self._run(self._bind(args, kwargs))
-        if return_state:
-            return state
-        if state.name == FAILED:
-            raise state.exception
-        return value
+    @property
+    def retries(self) -> int:
+        given = self.options.retries
+        return given if given is not None else settings.get("STASHFLOW_FLOWS_DEFAULT_RETRIES")
 
-    def _run(self, parameters: dict[str, Any]) -> tuple[State, Any]:
+    @property
+    def retry_delay_seconds(self) -> float | list[float]:
+        given = self.options.retry_delay_seconds
+        return given if given is not None else settings.get(
+            "STASHFLOW_FLOWS_DEFAULT_RETRY_DELAY_SECONDS")
+
+    def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
+        """Run the flow and return its value (its State with return_state=True).
+
+        An async flow's call returns a coroutine: `await my_flow()`.
+        """
+        parameters = self._bind(args, kwargs)
+        if self.is_async:
+            return self._acall(parameters, return_state)
+        return _outcome(*self._run(parameters), return_state)
+
+    async def _acall(self, parameters: dict[str, Any], return_state: bool) -> Any:
+        return _outcome(*await self._arun(parameters), return_state)
+
+    def _start(self, parameters: dict[str, Any]) -> FlowRun:
         parent = flow_run_var.get()
         config, stamp = self._config(parent)
         parameters = {k: resolve_futures(v) for k, v in parameters.items()}
         run = FlowRun(self, parameters, config, stamp, parent)
+        run.set_name(self._run_name(parameters))
         if parent is not None:
             parent.task_runs.append(run)
-        token = flow_run_var.set(run)
-        try:
-            value = resolve_futures(self._call(parameters))
-        except Exception as exc:
-            run.state = FAILED
-            return State(FAILED, exception=exc, run=run), None
-        finally:
-            flow_run_var.reset(token)
-            for future in run.futures:
-                future.wait()
-            if run._runner is not None:
-                run._runner.shutdown(wait=True)
-                run._runner = None
-        run.state = COMPLETED
-        if not config.persist:
-            return State(COMPLETED, value, run=run), value
-        store = config.store()
+        return run
+
+    def _run_name(self, parameters: dict[str, Any]) -> str | None:
+        spec = self.options.flow_run_name
+        if spec is None:
+            return None
+        return str(spec()) if callable(spec) else spec.format(**parameters)
+
+    def _delays(self) -> tuple[float, ...]:
+        return delays_for(self.retry_delay_seconds, self.retries)
+
+    def _run(self, parameters: dict[str, Any]) -> tuple[State, Any]:
+        run = self._start(parameters)
+        delays = self._delays()
+        attempt = 0
+        while True:
+            try:
+                with _running(run):
+                    value = resolve_futures(self._call(run.parameters))
+                break
+            except Exception as exc:
+                if attempt >= len(delays):
+                    return self._settle(run, State(FAILED, exception=exc, run=run)), None
+                run.run_count, run.state = attempt + 2, RETRYING
+                if delays[attempt]:
+                    time.sleep(delays[attempt])
+                attempt += 1
+        return self._settle(run, _persisted(run, value)), value
+
+    async def _arun(self, parameters: dict[str, Any]) -> tuple[State, Any]:
+        run = await asyncio.to_thread(self._start, parameters)
+        delays = self._delays()
+        timeout = self.options.timeout_seconds
+        attempt = 0
+        while True:
+            try:
+                with _running(run, wait=False):
+                    body = self._call(run.parameters)
+                    value = await (asyncio.wait_for(body, timeout) if timeout else body)
+                await asyncio.to_thread(_wait_for_tasks, run)
+                value = await asyncio.to_thread(resolve_futures, value)
+                break
+            except Exception as exc:
+                await asyncio.to_thread(_wait_for_tasks, run)
+                if attempt >= len(delays):
+                    return await asyncio.to_thread(
+                        self._settle, run, State(FAILED, exception=exc, run=run)), None
+                run.run_count, run.state = attempt + 2, RETRYING
+                if delays[attempt]:
+                    await asyncio.sleep(delays[attempt])
+                attempt += 1
+        state = await asyncio.to_thread(_persisted, run, value)
+        return await asyncio.to_thread(self._settle, run, state), value
+
+    def _settle(self, run: FlowRun, state: State) -> State:
+        run.state = state.name
+        hooks = self.options.on_failure if state.name == FAILED else self.options.on_completion
+        if hooks:
+            from ..transactions import run_maybe_async  # lazy: ~2.5 ms most runs never need
+
+            for hook in hooks:
+                try:
+                    run_maybe_async(hook(self, run, state))
+                except Exception:
+                    _LOG.exception("hook %r of flow %r failed", hook, self.name)
+        return state
+
+
+class _running:
+    """The flow run is current (for tasks, subflows and keyed transactions) while the body
+    runs; afterwards its submitted tasks are waited for and its task runner shut down."""
+
+    def __init__(self, run: FlowRun, wait: bool = True):
+        self.run, self.wait = run, wait
+
+    def __enter__(self) -> FlowRun:
+        config = self.run.config
+        self.tokens = (flow_run_var.set(self.run), default_store.set(config.store))
+        return self.run
+
+    def __exit__(self, *exc: object) -> None:
+        flow_run_var.reset(self.tokens[0])
+        default_store.reset(self.tokens[1])
+        if self.wait:
+            _wait_for_tasks(self.run)
+
+
+def _wait_for_tasks(run: FlowRun) -> None:
+    for future in run.futures:
+        future.wait()
+    if run._runner is not None:
+        run._runner.shutdown(wait=True)
+        run._runner = None
+
+
+def _persisted(run: FlowRun, value: Any) -> State:
+    """A Completed state; with persistence, the value written under the run's id."""
+    config = run.config
+    if not config.persist:
+        return State(COMPLETED, value, run=run)
+    store = config.store()
+    try:
         store.write(run.id, value)
-        if config.in_memory:
-            return State(COMPLETED, value, store=store, key=run.id, run=run), value
-        return State(COMPLETED, store=store, key=run.id, run=run), value
+    except (SerializationError, StorageError) as exc:
+        _LOG.warning("flow %r completed but its result was not persisted: %s", run.flow_name, exc)
+        return State(COMPLETED, value, run=run)
+    if config.in_memory:
+        return State(COMPLETED, value, store=store, key=run.id, run=run)
+    return State(COMPLETED, store=store, key=run.id, run=run)
+
+
+def _outcome(state: State, value: Any, return_state: bool) -> Any:
+    if return_state:
+        return state
+    if state.name == FAILED:
+        raise state.exception
+    return value
 
 
 def flow(fn: Callable | None = None, /, **options: Any) -> Any:

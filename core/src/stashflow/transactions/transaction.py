@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,7 +21,7 @@ from ..isolation import IsolationLevel
 from ..isolation import isolation_level as as_isolation_level
 from ..keys import validate_key
 from ..locking import Keepalive, LockManager, new_holder
-from ..results import ResultStore
+from ..results import ResultStore, default_store
 from .states import (
     ACTIVE,
     COMMITTED,
@@ -55,12 +55,6 @@ _NOTHING: Any = object()
 
 
 _NOT_SET: Any = object()
-
-# The store a keyed transaction uses when none is given and it has no parent: the
-# engine points it at the running flow's result store (a zero-argument callable).
-default_store: ContextVar[Callable[[], Any] | None] = ContextVar("stashflow_default_store",
-                                                                default=None)
-
 
 def get_transaction() -> Transaction | None:
     """The innermost transaction open in this context, or None."""
