@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from stashflow_test_clouds import Azure, Gcs
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
@@ -84,27 +85,18 @@ def log(tmp_path) -> str:
 
 @pytest.fixture
 def gcs(gcs_server):
-    """A GcsBucket block on a fresh bucket of the emulator, with the raw client to look at it."""
-    from stashflow_gcs import GcsBucket
-
-    bucket = f"dask-{uuid.uuid4().hex[:12]}"
-    client = gcs_server.client()
-    client.mkdir(bucket)
-    block = GcsBucket(bucket=bucket, bucket_folder="results", endpoint_url=gcs_server.url,
-                      token="anon", project="test")
-    return block, lambda: sorted(p.split("/", 1)[1] for p in client.find(bucket))
+    """A GcsBucket block on a fresh bucket of the emulator, with a lister of its objects."""
+    cloud = Gcs(gcs_server)
+    bucket = cloud.bucket(f"dask-{uuid.uuid4().hex[:12]}")
+    return cloud.backend(bucket, "results", project="test"), lambda: cloud.names(bucket)
 
 
 @pytest.fixture
 def azure(azurite):
     """An AzureBlobStorageContainer block on a fresh container of Azurite, with its lister."""
-    from stashflow_azure import AzureBlobStorageContainer
-
-    container = f"dask-{uuid.uuid4().hex[:12]}"
-    azurite.client().create_container(container)
-    block = AzureBlobStorageContainer(container_name=container, blob_folder="results",
-                                      connection_string=azurite.connection_string)
-    return block, lambda: azurite.names(container)
+    cloud = Azure(azurite)
+    container = cloud.bucket(f"dask-{uuid.uuid4().hex[:12]}")
+    return cloud.backend(container, "results"), lambda: cloud.names(container)
 
 
 @pytest.fixture
