@@ -227,3 +227,33 @@ def test_any_text_round_trips_through_the_profile_file(stashflow_home):
 
     check()
     assert tomllib.loads((stashflow_home / "profiles.toml").read_text())["active"] == "default"
+
+
+def test_prefects_other_spellings_are_read_when_the_setting_is_not_set(monkeypatch, tmp_path):
+    from stashflow import settings as s
+
+    monkeypatch.setenv("STASHFLOW_RESULTS_LOCAL_STORAGE_PATH", str(tmp_path / "alias"))
+    assert s.get("STASHFLOW_LOCAL_STORAGE_PATH") == tmp_path / "alias"
+    monkeypatch.setenv("STASHFLOW_LOCAL_STORAGE_PATH", str(tmp_path / "own"))
+    assert s.get("STASHFLOW_LOCAL_STORAGE_PATH") == tmp_path / "own"  # the setting's own name wins
+    monkeypatch.setenv("STASHFLOW_TASK_DEFAULT_RETRIES", "nope")
+    with pytest.raises(s.SettingsError, match="bad value 'nope' for STASHFLOW_TASKS_DEFAULT_RETRIES"):
+        s.get("STASHFLOW_TASKS_DEFAULT_RETRIES")
+    monkeypatch.delenv("STASHFLOW_TASK_DEFAULT_RETRIES")
+    s.set_values({"STASHFLOW_FLOW_DEFAULT_RETRIES": "2"})
+    assert s.get("STASHFLOW_FLOWS_DEFAULT_RETRIES") == 2
+    assert "STASHFLOW_FLOWS_DEFAULT_RETRIES" in s.profiles_path().read_text()
+    s.unset_values(["STASHFLOW_FLOW_DEFAULT_RETRIES"])
+    assert s.get("STASHFLOW_FLOWS_DEFAULT_RETRIES") == 0
+
+
+def test_an_alias_in_the_environment_reaches_a_task_run(monkeypatch, tmp_path):
+    from stashflow import task
+
+    @task(persist_result=True, result_storage_key="k")
+    def one():
+        return 1
+
+    monkeypatch.setenv("STASHFLOW_RESULTS_LOCAL_STORAGE_PATH", str(tmp_path / "alias"))
+    one()
+    assert (tmp_path / "alias" / "k").is_file()

@@ -196,8 +196,12 @@ class CacheKeyFnPolicy(CachePolicy):
 
     _fields = ("fn",)
 
-    def __init__(self, fn: Callable[..., str | None]):
-        self.fn = fn
+    def __init__(self, fn: Callable[..., str | None] | None = None, *,
+                 cache_key_fn: Callable[..., str | None] | None = None):
+        if (fn is None) == (cache_key_fn is None):
+            raise TypeError("CacheKeyFnPolicy takes one function: CacheKeyFnPolicy(fn) or "
+                            "CacheKeyFnPolicy(cache_key_fn=fn) (Prefect's name)")
+        self.fn = fn if fn is not None else cache_key_fn
 
     def compute_key(self, context, inputs, flow_parameters):
         key = self.fn(context, inputs)
@@ -218,6 +222,24 @@ class _NoCache(CachePolicy):
         return "NO_CACHE"
 
 
+def task_input_hash(context: Any, arguments: dict[str, Any]) -> str | None:
+    """A `cache_key_fn` as Prefect's of the same name: the task's name and code with its
+    arguments, so any change to either is a new key; None (the run is not cached) when an
+    argument cannot be hashed, where the INPUTS policy raises CacheKeyError instead.
+
+    The code is the task's fingerprint (stashflow.fingerprint), which also covers the
+    functions it calls and its closure; the arguments are hashed canonically
+    (stashflow.hashing), the parameters bound with their defaults applied.
+    """
+    task = context.task
+    try:
+        return hash_objects(_qualname(task.fn), code_fingerprint(task.fn), hash_inputs(arguments))
+    except CacheKeyError:
+        return None
+
+
+CompoundCachePolicy = CompoundPolicy  # Prefect's name
+
 INPUTS = Inputs()
 TASK_SOURCE = TaskSource()
 FLOW_PARAMETERS = FlowParameters()
@@ -232,14 +254,14 @@ BUILTIN_POLICIES = {
 
 
 def resolve_cache_policy(spec: CachePolicy | str | Iterable, registry: Any = None) -> CachePolicy:
-    """A policy from an instance or a registered name."""
+    """A policy from an instance or a registered name ("inputs"; the constant's own
+    spelling, "INPUTS", is the same name)."""
     if isinstance(spec, CachePolicy):
         return spec
     if isinstance(spec, str):
-
         policies = (registry or get_registry()).cache_policies
         try:
-            return policies[spec]
+            return policies[spec] if spec in policies else policies[spec.lower()]
         except KeyError:
             raise LookupError(f"unknown cache policy {spec!r} (registered: "
                               f"{', '.join(sorted(policies))})") from None
@@ -254,7 +276,7 @@ def register_cache_policies(register):
 
 __all__ = [
     "DEFAULT", "FLOW_PARAMETERS", "INPUTS", "NO_CACHE", "RUN_ID", "TASK_SOURCE",
-    "CacheKeyFnPolicy", "CachePolicy", "CompoundPolicy", "FlowParameters", "Inputs",
-    "RunId", "TaskSource", "canonical_bytes", "code_fingerprint", "hash_inputs", "hash_objects",
-    "resolve_cache_policy", "source_hash",
+    "CacheKeyFnPolicy", "CachePolicy", "CompoundCachePolicy", "CompoundPolicy", "FlowParameters",
+    "Inputs", "RunId", "TaskSource", "canonical_bytes", "code_fingerprint", "hash_inputs",
+    "hash_objects", "resolve_cache_policy", "source_hash", "task_input_hash",
 ]

@@ -87,6 +87,11 @@ class ResultRecord:
     value: Any
     metadata: RecordMetadata
 
+    @property
+    def result(self) -> Any:
+        """The value, under Prefect's name (`store.read_record(key).result`)."""
+        return self.value
+
 
 def _xxh3():
     import xxhash

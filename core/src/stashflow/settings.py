@@ -123,6 +123,7 @@ class Setting:
     help: str
     secret: bool = False
     in_profile: bool = True  # STASHFLOW_HOME cannot come from a file inside itself
+    aliases: tuple[str, ...] = ()  # other names read when this one is not set (Prefect's)
 
     def value(self) -> Any:
         """The setting's current, parsed value (as Prefect's `PREFECT_X.value()`)."""
@@ -137,12 +138,14 @@ SETTINGS: dict[str, Setting] = {
         Setting("STASHFLOW_RESULTS_PERSIST_BY_DEFAULT", lambda: "false", parse_bool,
                 "Persist task and flow results unless told otherwise."),
         Setting("STASHFLOW_DEFAULT_RESULT_STORAGE_BLOCK", lambda: "", _parse_slug,
-                "Slug of the saved block used when no result_storage is given."),
+                "Slug of the saved block used when no result_storage is given.",
+                aliases=("STASHFLOW_RESULTS_DEFAULT_STORAGE_BLOCK",)),
         Setting("STASHFLOW_RESULTS_DEFAULT_SERIALIZER", lambda: "pickle", _parse_name,
                 "Serializer used when no result_serializer is given."),
         Setting("STASHFLOW_LOCAL_STORAGE_PATH",
                 lambda: str(get("STASHFLOW_HOME") / "storage"), _parse_path,
-                "Directory of the default local result storage."),
+                "Directory of the default local result storage.",
+                aliases=("STASHFLOW_RESULTS_LOCAL_STORAGE_PATH",)),
         Setting("STASHFLOW_TASKS_REFRESH_CACHE", lambda: "false", parse_bool,
                 "Run every cached task again and overwrite its record."),
         Setting("STASHFLOW_TASKS_DISABLE_CACHING", lambda: "false", parse_bool,
@@ -150,13 +153,17 @@ SETTINGS: dict[str, Setting] = {
         Setting("STASHFLOW_TASKS_DEFAULT_NO_CACHE", lambda: "false", parse_bool,
                 "Tasks that name no cache policy use NO_CACHE instead of DEFAULT."),
         Setting("STASHFLOW_TASKS_DEFAULT_RETRIES", lambda: "0", _parse_count,
-                "Retries of a task that sets no retries."),
+                "Retries of a task that sets no retries.",
+                aliases=("STASHFLOW_TASK_DEFAULT_RETRIES",)),
         Setting("STASHFLOW_TASKS_DEFAULT_RETRY_DELAY_SECONDS", lambda: "0", _parse_delays,
-                "Seconds between a task's retries when it sets none (or 1,2,4 per retry)."),
+                "Seconds between a task's retries when it sets none (or 1,2,4 per retry).",
+                aliases=("STASHFLOW_TASK_DEFAULT_RETRY_DELAY_SECONDS",)),
         Setting("STASHFLOW_FLOWS_DEFAULT_RETRIES", lambda: "0", _parse_count,
-                "Retries of a flow that sets no retries."),
+                "Retries of a flow that sets no retries.",
+                aliases=("STASHFLOW_FLOW_DEFAULT_RETRIES",)),
         Setting("STASHFLOW_FLOWS_DEFAULT_RETRY_DELAY_SECONDS", lambda: "0", _parse_delays,
-                "Seconds between a flow's retries when it sets none."),
+                "Seconds between a flow's retries when it sets none.",
+                aliases=("STASHFLOW_FLOW_DEFAULT_RETRY_DELAY_SECONDS",)),
         Setting("STASHFLOW_RESULTS_SIGNING_KEY", lambda: "", _parse_optional_str,
                 "HMAC key: records are signed, and unsigned or tampered ones refused.",
                 secret=True),
@@ -171,6 +178,8 @@ SETTINGS: dict[str, Setting] = {
                 "Comma-separated entry-point or distribution names not to load."),
     )
 }
+# Prefect's other spellings of the same settings: read when the setting itself is not set.
+ALIASES: dict[str, str] = {alias: s.name for s in SETTINGS.values() for alias in s.aliases}
 
 
 def _unknown(name: str) -> SettingsError:
@@ -185,7 +194,7 @@ def _unknown(name: str) -> SettingsError:
 
 def _setting(name: str) -> Setting:
     try:
-        return SETTINGS[name]
+        return SETTINGS[ALIASES.get(name, name)]
     except KeyError:
         raise _unknown(name) from None
 
@@ -249,10 +258,12 @@ def _profile_values() -> dict[str, str]:
 def get_with_source(name: str) -> tuple[Any, str]:
     """The parsed value of a setting and where it came from: env, profile or default."""
     setting = _setting(name)
-    raw = os.environ.get(name)
+    names = (setting.name, *setting.aliases)
+    raw = next((os.environ[n] for n in names if n in os.environ), None)
     source = "env"
     if raw is None and setting.in_profile:
-        raw = _profile_values().get(name)
+        profile = _profile_values()
+        raw = next((profile[n] for n in names if n in profile), None)
         source = "profile"
     if raw is None:
         raw, source = setting.default(), "default"
@@ -317,7 +328,9 @@ def _write_profiles(data: dict) -> None:
 
 
 def set_values(values: dict[str, str]) -> None:
-    """Validate every value, then write them all to the active profile (or none)."""
+    """Validate every value, then write them all to the active profile (or none), each
+    under its setting's own name (an alias given is stored as the setting it names)."""
+    values = {_setting(name).name: raw for name, raw in values.items()}
     for name, raw in values.items():
         setting = _setting(name)
         if not setting.in_profile:
@@ -331,11 +344,12 @@ def set_values(values: dict[str, str]) -> None:
 
 
 def unset_values(names: list[str]) -> None:
-    for name in names:
-        _setting(name)
+    settings = [_setting(name) for name in names]
+
     def remove(profile: dict) -> None:
-        for name in names:
-            profile.pop(name, None)
+        for setting in settings:
+            for name in (setting.name, *setting.aliases):
+                profile.pop(name, None)
 
     _update_active_profile(remove)
 

@@ -6,6 +6,7 @@ The parameters dict is what cache policies, `cache_key_fn` and templates see:
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -74,4 +75,40 @@ def check_function(fn: Any, what: str) -> None:
                         "return a list (or other value) instead, so that it can be stored")
 
 
-__all__ = ["check_function", "is_async", "make_binder"]
+def unwrap_method(fn: Any) -> tuple[Any, str | None]:
+    """(the function, "classmethod" / "staticmethod" / None) of what a decorator got."""
+    if isinstance(fn, classmethod):
+        return fn.__func__, "classmethod"
+    if isinstance(fn, staticmethod):
+        return fn.__func__, "staticmethod"
+    return fn, None
+
+
+class BindsAsMethod:
+    """A task or flow defined in a class: `obj.method` is a copy with `obj` bound as its
+    first argument (`cls` for a classmethod, nothing for a staticmethod), the instance
+    itself and not a copy of it. Subclasses set `_method_kind` from `unwrap_method`."""
+
+    _method_kind: str | None = None
+    _bound: Any = None  # the instance (or class) of a bound method
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if self._method_kind == "staticmethod":
+            return self
+        target = owner if self._method_kind == "classmethod" else instance
+        if target is None:
+            return self
+        bound = copy.copy(self)
+        bound._bound = target
+        return bound
+
+    def _with_bound(self, args: tuple) -> tuple:
+        return args if self._bound is None else (self._bound, *args)
+
+
+def rebind(unbound: Any, target: Any) -> Any:
+    """`unbound` bound to `target` again (unpickling a bound task or flow)."""
+    return unbound.__get__(target, target if isinstance(target, type) else type(target))
+
+
+__all__ = ["BindsAsMethod", "check_function", "is_async", "make_binder", "rebind", "unwrap_method"]

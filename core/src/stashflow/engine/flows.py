@@ -20,7 +20,7 @@ from typing import Any
 from .. import settings
 from ..exceptions import SerializationError, StorageError
 from ..results import default_store
-from .binding import check_function, is_async, make_binder
+from .binding import BindsAsMethod, check_function, is_async, make_binder, rebind, unwrap_method
 from .context import FlowRun, flow_run_var
 from .futures import COMPLETED, FAILED, RETRYING, State, resolve_futures
 from .options import FlowOptions, decorator_signature, rebuild
@@ -29,13 +29,14 @@ from .options import names as option_names
 from .options import replace as replace_options
 from .persistence import FlowConfig, resolve_flow_config, settings_stamp
 from .retries import delays_for
+from .timeouts import deadline
 
 _LOG = logging.getLogger("stashflow.flow_runs")
 # Options read as resolved values, not copied to attributes.
 _RESOLVED = frozenset({"retries", "retry_delay_seconds", "name"})
 
 
-class Flow:
+class Flow(BindsAsMethod):
     """A function whose calls are flow runs; tasks called inside belong to the run.
 
     `Flow(fn, **options)` takes the options of `@flow` (engine.options.FlowOptions);
@@ -43,6 +44,7 @@ class Flow:
     """
 
     def __init__(self, fn: Callable, options: FlowOptions | None = None, **given: Any):
+        fn, self._method_kind = unwrap_method(fn)
         check_function(fn, "flow")
         if options is None:
             options = make_options(FlowOptions, given)
@@ -63,14 +65,18 @@ class Flow:
         return f"Flow(name={self.name!r})"
 
     def __reduce__(self) -> tuple:
+        if self._bound is not None:
+            return rebind, (rebuild(Flow, self.fn, self.options), self._bound)
         return rebuild, (Flow, self.fn, self.options)
 
     def with_options(self, **options: Any) -> Flow:
         """A new flow with some options changed (the same names as `@flow`)."""
         try:
-            return Flow(self.fn, replace_options(self.options, options))
+            new = Flow(self.fn, replace_options(self.options, options))
         except TypeError as exc:
             raise TypeError(f"with_options(): {exc}") from None
+        new._method_kind, new._bound = self._method_kind, self._bound
+        return new
 
     def _config(self, parent: FlowRun | None) -> tuple[FlowConfig, tuple]:
         stamp = parent.stamp if parent is not None else settings_stamp()
@@ -99,7 +105,7 @@ class Flow:
 
         An async flow's call returns a coroutine: `await my_flow()`.
         """
-        parameters = self._bind(args, kwargs)
+        parameters = self._bind(self._with_bound(args), kwargs)
         if self.is_async:
             return self._acall(parameters, return_state)
         return _outcome(*self._run(parameters), return_state)
@@ -132,7 +138,7 @@ class Flow:
         attempt = 0
         while True:
             try:
-                with _running(run):
+                with _running(run), deadline(self.options.timeout_seconds, f"flow {self.name!r}"):
                     value = resolve_futures(self._call(run.parameters))
                 break
             except Exception as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from ..results import ResultStore
@@ -146,7 +147,9 @@ _SCALARS = frozenset((int, float, str, bytes, bool, type(None)))
 
 
 def resolve_futures(value: Any) -> Any:
-    """`value` with every TaskRunFuture in it (also inside lists, tuples, sets, dicts) resolved."""
+    """`value` with every TaskRunFuture in it resolved: also inside lists, tuples, sets,
+    dicts, namedtuples, dataclasses and pydantic models, which are copied only when a
+    future was found in them (the task gets the object itself otherwise)."""
     kind = type(value)
     if kind in _SCALARS:
         return value
@@ -162,4 +165,29 @@ def resolve_futures(value: Any) -> Any:
         if all(resolved[k] is v for k, v in value.items()):
             return value
         return resolved
+    if isinstance(value, tuple) and hasattr(kind, "_fields"):  # a namedtuple
+        resolved = [resolve_futures(v) for v in value]
+        if all(a is b for a, b in zip(resolved, value, strict=True)):
+            return value
+        return kind(*resolved)
+    fields = _fields_of(value, kind)
+    if fields:
+        resolved = {name: resolve_futures(v) for name, v in fields.items()}
+        if all(resolved[name] is v for name, v in fields.items()):
+            return value
+        changed = copy.copy(value)
+        for name, v in resolved.items():
+            object.__setattr__(changed, name, v)  # frozen dataclasses too
+        return changed
     return value
+
+
+def _fields_of(value: Any, kind: type) -> dict[str, Any] | None:
+    """The fields of a dataclass instance or a pydantic model, by name; None otherwise."""
+    if hasattr(kind, "__dataclass_fields__") and not isinstance(value, type):
+        return {name: getattr(value, name) for name in kind.__dataclass_fields__
+                if hasattr(value, name)}
+    model_fields = getattr(kind, "model_fields", None)
+    if isinstance(model_fields, dict) and hasattr(value, "__pydantic_fields_set__"):
+        return {name: getattr(value, name) for name in model_fields}
+    return None

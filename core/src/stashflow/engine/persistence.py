@@ -20,7 +20,7 @@ from .templates import KeyTemplate
 
 # Every setting can change how a task resolves: the stamp watches all of them.
 _ENV = ("STASHFLOW_HOME", settings.PROFILE_ENV,
-        *(name for name in settings.SETTINGS if name != "STASHFLOW_HOME"))
+        *(name for name in settings.SETTINGS if name != "STASHFLOW_HOME"), *settings.ALIASES)
 _CACHE_LIMIT = 64
 
 

@@ -3,13 +3,14 @@
 `retry_delay_seconds` is a number (every retry waits that long), a list (the
 n-th retry waits the n-th delay; the last one repeats) or a callable taking the
 number of retries and returning such a list (`exponential_backoff`).
-`retry_jitter_factor` randomizes each delay: never more than delay x (1 +
-factor), about the delay on average. `retry_condition_fn(task, task_run, state)`
+`retry_jitter_factor` randomizes each delay as Prefect does: never more than
+delay x (1 + factor), never near 0, about the delay on average. `retry_condition_fn(task, task_run, state)`
 decides, from the failed state, whether a retry happens at all.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -60,11 +61,21 @@ def check_jitter(factor: Any) -> None:
 
 
 def jittered(delay: float, factor: float | None, rng: random.Random | None = None) -> float:
-    """`delay` spread uniformly over [delay x (1 - f), delay x (1 + f)], never below 0."""
+    """`delay` made random as Prefect makes it: an exponential wait whose mean is `delay`,
+    cut to [delay x c, delay x (1 + f)], where the lower multiple c puts as much
+    probability between the bound and the median as between the median and the upper
+    bound (so the average stays near `delay` and a retry never fires at once, whatever
+    the factor: for f = 3, c is about 0.09).
+    """
     if not factor or delay <= 0:
         return delay
     rng = rng or random
-    return max(0.0, rng.uniform(delay * (1 - factor), delay * (1 + factor)))
+    upper = 1.0 + factor
+    lower = 0.0 if upper >= 50 else math.log2(2 ** upper / (2 ** upper - 1))
+    # The exponential distribution of mean 1, sampled by inverting its CDF between the
+    # probabilities of the two bounds.
+    p_low, p_high = 1.0 - math.exp(-lower), 1.0 - math.exp(-upper)
+    return -math.log(max(1.0 - rng.uniform(p_low, p_high), 1e-10)) * delay
 
 
 __all__ = ["check_delays", "check_jitter", "delays_for", "exponential_backoff", "jittered"]

@@ -33,6 +33,7 @@ from .context import FlowRun, TaskRun, TaskRunContext, task_run_var
 from .futures import CACHED, COMPLETED, FAILED, RETRYING, State, resolve_futures
 from .persistence import TaskConfig
 from .retries import jittered
+from .timeouts import deadline
 
 _LOG = logging.getLogger("stashflow.task_runs")
 
@@ -125,9 +126,11 @@ def _execute(task: Any, plan: _Plan) -> Any:
     token = task_run_var.set(plan.context)
     try:
         attempt = 0
+        timeout = task.options.timeout_seconds
         while True:
             try:
-                return task.call_body(plan.context.parameters)
+                with deadline(timeout, f"task {task.name!r}"):
+                    return task.call_body(plan.context.parameters)
             except Exception as exc:
                 if not _should_retry(task, plan, exc, attempt):
                     raise

@@ -9,7 +9,6 @@ A task on a method binds `self` (or `cls`), which is then not one of its inputs.
 from __future__ import annotations
 
 import asyncio
-import copy
 import functools
 import inspect
 import threading
@@ -18,7 +17,7 @@ from typing import Any
 
 from .. import settings
 from ..cache_policies import CachePolicy
-from .binding import check_function, is_async, make_binder
+from .binding import BindsAsMethod, check_function, is_async, make_binder, rebind, unwrap_method
 from .context import FlowRun, TaskRun, flow_run_var
 from .futures import FAILED, FutureList, State, TaskRunFuture
 from .options import TaskOptions, decorator_signature, rebuild
@@ -69,16 +68,7 @@ def _runner_for(flow_run: FlowRun | None) -> Any:
         return _default_runner
 
 
-def _unwrap(fn: Any) -> tuple[Any, str | None]:
-    """(the function, "classmethod" / "staticmethod" / None) of what @task decorates."""
-    if isinstance(fn, classmethod):
-        return fn.__func__, "classmethod"
-    if isinstance(fn, staticmethod):
-        return fn.__func__, "staticmethod"
-    return fn, None
-
-
-class Task:
+class Task(BindsAsMethod):
     """A function whose calls are runs: persisted, cached and retried as configured.
 
     `Task(fn, **options)` takes the options of `@task` (engine.options.TaskOptions);
@@ -87,7 +77,7 @@ class Task:
     """
 
     def __init__(self, fn: Callable, options: TaskOptions | None = None, **given: Any):
-        fn, self._method_kind = _unwrap(fn)
+        fn, self._method_kind = unwrap_method(fn)
         check_function(fn, "task")
         if options is None:
             options = make_options(TaskOptions, given)
@@ -101,7 +91,6 @@ class Task:
                 setattr(self, field, getattr(options, field))
         self.name = options.name or getattr(fn, "__name__", type(fn).__name__)
         self.is_async = is_async(fn)
-        self._bound: Any = None  # the instance (or class) of a bound method
         self._bind, self._call, names = make_binder(fn, self.name)
         params = list(inspect.signature(fn).parameters)
         self._first_param = params[0] if params else None
@@ -115,19 +104,8 @@ class Task:
     def __reduce__(self) -> tuple:
         # Rebuilt from the function and options (for runners that ship tasks elsewhere).
         if self._bound is not None:
-            return _rebind, (rebuild(Task, self.fn, self.options), self._bound)
+            return rebind, (rebuild(Task, self.fn, self.options), self._bound)
         return rebuild, (Task, self.fn, self.options)
-
-    def __get__(self, instance: Any, owner: type | None = None) -> Task:
-        """On a class: `obj.method` is this task with `obj` bound (`cls` for classmethods)."""
-        if self._method_kind == "staticmethod":
-            return self
-        target = owner if self._method_kind == "classmethod" else instance
-        if target is None:
-            return self
-        bound = copy.copy(self)
-        bound._bound = target
-        return bound
 
     # -- options -------------------------------------------------------------------------
 
@@ -211,14 +189,18 @@ class Task:
         return self._call(parameters)
 
     def key_inputs(self, parameters: dict[str, Any]) -> dict[str, Any]:
-        """The inputs INPUTS hashes: the parameters, less a method's bound `self` or `cls`
-        (recorded by its class's name instead)."""
+        """The inputs INPUTS hashes: the parameters, a method's bound `self` (or `cls`)
+        included like any argument, under its parameter name.
+
+        An instance is hashed by its class and attributes (stashflow.hashing), so two
+        instances that differ in state never share a cached value; `INPUTS - 'self'` leaves
+        it out when its state cannot change the result (or cannot be hashed: the error
+        says so). The class the method was reached through is recorded either way.
+        """
         if self._bound is None or self._first_param is None:
             return parameters
-        inputs = {k: v for k, v in parameters.items() if k != self._first_param}
         owner = self._bound if isinstance(self._bound, type) else type(self._bound)
-        inputs["__method_of__"] = f"{owner.__module__}.{owner.__qualname__}"
-        return inputs
+        return {**parameters, "__method_of__": f"{owner.__module__}.{owner.__qualname__}"}
 
     def run_name(self, parameters: dict[str, Any]) -> str | None:
         """`task_run_name` for these parameters: a template like "{x}-{self.a}", or a
@@ -236,9 +218,7 @@ class Task:
     # -- calling -------------------------------------------------------------------------
 
     def _parameters(self, args: tuple, kwargs: dict) -> dict[str, Any]:
-        if self._bound is not None:
-            args = (self._bound, *args)
-        return self._bind(args, kwargs)
+        return self._bind(self._with_bound(args), kwargs)
 
     def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
         """Run the task now and return its value (its State with return_state=True).
@@ -317,10 +297,6 @@ def _outcome(state: State, value: Any, return_state: bool) -> Any:
     if state.name == FAILED:
         raise state.exception
     return value
-
-
-def _rebind(task: Task, target: Any) -> Task:
-    return task.__get__(target, target if isinstance(target, type) else type(target))
 
 
 def task(fn: Callable | None = None, /, **options: Any) -> Any:
