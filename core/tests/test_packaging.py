@@ -61,7 +61,7 @@ def test_wheels_hold_the_packages_and_no_tests(wheels):
 def infrastructure_in(wheels: dict[str, Path]) -> list[str]:
     """What in these wheels is test infrastructure, one line each."""
     found = []
-    for dist, wheel in wheels.items():
+    for wheel in wheels.values():
         with zipfile.ZipFile(wheel) as zf:
             for name in zf.namelist():
                 if not name.endswith(".py"):

@@ -1,6 +1,6 @@
-"""Each backend's page in docs/backends (s3.md, gcs.md, azure.md) runs as written, against that cloud's server: its
-Python examples in order (the server reached through the environment, as a user's
-would be), and its `stashflow block create` line, whose secret is never shown."""
+"""Each backend's page in docs/backends (s3.md, gcs.md, azure.md) runs as written,
+against that cloud's server: its Python examples in order (the server reached through
+the environment, as a user's would be), and its `stashflow block create` line, whose secret is never shown."""
 
 from __future__ import annotations
 
