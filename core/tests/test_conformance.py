@@ -63,11 +63,18 @@ class TestJSONSerializer(SerializerTests):
 
     @pytest.fixture
     def unsupported_values(self):
-        return [{1, 2}, b"bytes", object(), {"nested": [datetime.date(2026, 1, 1)]}]
+        return [object(), threading.Lock(), {"nested": [datetime.date(2026, 1, 1), object()]},
+                Colour.RED, {1: lambda: 1}]
 
     @pytest.fixture
     def values(self):
-        return JSON_VALUES
+        # plain JSON, the tagged types, and dicts of yours that look like tags
+        return [*JSON_VALUES, b"\x00bytes", bytearray(b"ba"), (1, "tuple"), {1, 2},
+                frozenset("ab"), {(1, 2): "tuple keys", 3: "int key"},
+                datetime.datetime(2026, 11, 24, 10, 0, tzinfo=datetime.UTC),
+                datetime.date(2026, 1, 1), datetime.timedelta(days=1, microseconds=5),
+                decimal.Decimal("1.10"), uuid.UUID(int=7), PurePosixPath("a/b"), complex(1, 2),
+                {"$bytes": "not a tag"}, {"rows": [(1, b"a"), {"$set": [1]}]}]
 
 
 class TestMsgpackSerializer(SerializerTests):

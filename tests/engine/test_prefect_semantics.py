@@ -5,6 +5,9 @@ task properties and the modules Prefect users import."""
 
 from __future__ import annotations
 
+import dataclasses
+
+import pydantic
 import pytest
 from stashflow import flow, task
 from stashflow.cache_policies import DEFAULT, INPUTS, NO_CACHE
@@ -343,3 +346,41 @@ def test_futures_inside_dataclasses_namedtuples_and_models_are_resolved_for_the_
     pair, point, model, untouched = f()
     assert pair == Pair(10, 1) and point == Point(20, 2) and model.value == 30
     assert untouched is plain  # nothing to resolve: the same object
+
+
+# -- json results read back into the annotated type ------------------------------------------
+
+
+@dataclasses.dataclass
+class Row:
+    id: int
+    raw: bytes
+
+
+class Report(pydantic.BaseModel):  # at module level: a string annotation must resolve
+    day: str
+    rows: list[int]
+
+
+def test_a_cached_json_result_is_revived_into_the_dataclass_or_model_the_task_returns():
+    bodies = []
+
+    @task(persist_result=True, cache_policy=INPUTS, result_serializer="json")
+    def rows(n) -> list[Row]:
+        bodies.append(n)
+        return [Row(i, b"\x00") for i in range(n)]
+
+    @task(persist_result=True, cache_policy=INPUTS, result_serializer="json")
+    def report(day) -> Report | None:
+        bodies.append(day)
+        return Report(day=day, rows=[1, 2])
+
+    @task(persist_result=True, cache_policy=INPUTS, result_serializer="json")
+    def unannotated(day):
+        return Report(day=day, rows=[3])
+
+    assert rows(2) == rows(2) == [Row(0, b"\x00"), Row(1, b"\x00")]
+    assert report("mon") == report("mon") == Report(day="mon", rows=[1, 2])
+    assert bodies == [2, "mon"]  # the second calls were cache hits
+    unannotated("tue")
+    assert unannotated("tue") == {"day": "tue", "rows": [3]}  # no annotation: its fields

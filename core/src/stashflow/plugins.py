@@ -276,6 +276,34 @@ class PluginLoader:
         return self.infos[plugin_name]
 
 
+def find_attribute(name: str, disabled: frozenset[str] = frozenset()) -> Any:
+    """`name` as defined by an enabled `stashflow` entry point's module (None: none does).
+
+    For Prefect's import paths (`from stashflow.serializers import CompressedSerializer`):
+    the plugins already registered are looked at first, then the entry points, which
+    are imported as the registry would import them. `name` comes from code, never from
+    stored data.
+    """
+    for plugin in pm.get_plugins():
+        found = getattr(plugin, name, None)
+        if found is not None:
+            return found
+    from importlib.metadata import entry_points  # lazy: 10 ms, only for a name not found above
+
+    disabled_dists = {_normalize(d) for d in disabled}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        dist = _normalize(ep.dist.name) if ep.dist is not None else ""
+        if ep.name in disabled or dist in disabled_dists:
+            continue
+        try:
+            found = getattr(ep.load(), name, None)
+        except Exception:  # reported by the registry's own load; nothing found here
+            continue
+        if found is not None:
+            return found
+    return None
+
+
 pm = new_plugin_manager()  # the process-wide manager; plugins are loaded on first use
 
 

@@ -96,9 +96,11 @@ def test_bad_payloads_are_serialization_errors():
         ser.loads(bytes([99]) + b"junk")
 
 
-def test_json_refuses_what_it_cannot_encode():
-    with pytest.raises(SerializationError, match="json"):
-        CompressedJSONSerializer().dumps({1, 2})
+def test_json_refuses_what_it_cannot_encode_and_keeps_the_types_it_tags():
+    with pytest.raises(SerializationError, match="json serializer cannot encode object"):
+        CompressedJSONSerializer().dumps([object()])
+    s = CompressedJSONSerializer()
+    assert s.loads(s.dumps({"ids": {1, 2}, "raw": b"\x00"})) == {"ids": {1, 2}, "raw": b"\x00"}
 
 
 def test_zstd_without_zstandard_says_what_to_install(monkeypatch):
@@ -204,3 +206,13 @@ def test_the_limits_are_settings_listed_by_config_view():
     out = CliRunner().invoke(main, ["config", "view"]).output
     assert "STASHFLOW_RESULTS_MAX_DECOMPRESSED_SIZE=1073741824" in out
     assert "STASHFLOW_RESULTS_MAX_COMPRESSION_RATIO=1000" in out
+
+
+def test_prefect_spelling_of_the_codec_and_the_import_path_prefect_users_write():
+    from stashflow.serializers import CompressedSerializer
+
+    s = CompressedSerializer(serializer="pickle", compressionlib="lzma")
+    assert s.codec == "lzma" and s.type == "compressed/pickle"
+    assert s.loads(s.dumps({"a": (1, 2)})) == {"a": (1, 2)}
+    with pytest.raises(ValueError, match="codec='bz2' and compressionlib='lzma' disagree"):
+        CompressedSerializer(codec="bz2", compressionlib="lzma")

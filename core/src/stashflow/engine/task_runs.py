@@ -29,6 +29,7 @@ from typing import Any
 
 from ..exceptions import RECORD_UNUSABLE, ResultNotFound, SerializationError, StorageError
 from ..keys import validate_key
+from ..serializers import revive
 from .context import FlowRun, TaskRun, TaskRunContext, task_run_var
 from .futures import CACHED, COMPLETED, FAILED, RETRYING, State, resolve_futures
 from .persistence import TaskConfig
@@ -163,9 +164,17 @@ async def _aexecute(task: Any, plan: _Plan) -> Any:
 
 
 def _read_cached(task: Any, store: Any, key: str) -> tuple[Any] | None:
-    """(value,) from the record at `key`, read once; None for a miss."""
+    """(value,) from the record at `key`, read once; None for a miss.
+
+    A value read back by a serializer that writes dataclasses and pydantic models as
+    their fields (json, msgpack) becomes the model the task's return annotation names.
+    """
     try:
-        return (store.read_record(key).value,)
+        record = store.read_record(key)
+        annotation = task.return_annotation
+        if annotation is None or "pickle" in record.metadata.serializer:
+            return (record.value,)
+        return (revive(record.value, annotation),)
     except ResultNotFound:  # absent, or expired
         return None
     except RECORD_UNUSABLE as exc:

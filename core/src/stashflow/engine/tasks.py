@@ -12,6 +12,7 @@ import asyncio
 import functools
 import inspect
 import threading
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -106,6 +107,15 @@ class Task(BindsAsMethod):
         if self._bound is not None:
             return rebind, (rebuild(Task, self.fn, self.options), self._bound)
         return rebuild, (Task, self.fn, self.options)
+
+    @functools.cached_property
+    def return_annotation(self) -> Any:
+        """The function's return annotation, resolved (None: none, or it does not resolve).
+        A cached value read back as plain data is revived into it (serializers.revive)."""
+        try:
+            return typing.get_type_hints(self.fn).get("return")
+        except Exception:  # a forward reference that does not resolve: nothing to revive
+            return None
 
     # -- options -------------------------------------------------------------------------
 

@@ -125,7 +125,12 @@ class CompressedSerializer(Serializer):
 
     def __init__(self, serializer: str | Serializer = "json", codec: str = "zlib",
                  level: int | None = None, *, max_decompressed_size: int | None = None,
-                 max_ratio: float | None = None):
+                 max_ratio: float | None = None, compressionlib: str | None = None):
+        if compressionlib is not None:  # Prefect's name for the codec
+            if codec != "zlib" and codec != compressionlib:
+                raise ValueError(f"codec={codec!r} and compressionlib={compressionlib!r} "
+                                 "disagree: give one of them")
+            codec = compressionlib
         if codec not in CODECS:
             raise ValueError(f"unknown codec {codec!r}; choose one of {', '.join(CODECS)}")
         self.serializer = resolve_serializer(serializer)
