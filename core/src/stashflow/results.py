@@ -1,10 +1,18 @@
 """`ResultStore`: write, read, list and delete result records on any storage.
 
 This is the embedding API: no flow or task is needed. The engine uses it too.
+For async code, `aread`, `awrite`, `aexists`, ... run those methods in a worker
+thread; the store also locks its keys with its lock manager (`acquire_lock`,
+`release_lock`, ...: Prefect's names).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
@@ -14,6 +22,7 @@ from . import maintenance, settings
 from . import plugins as _plugins
 from .durations import as_expiration
 from .exceptions import (
+    LockManagerNotFound,
     ResultCorrupted,
     ResultNotFound,
     SerializerNotFound,
@@ -42,6 +51,58 @@ class ResultExpired(ResultNotFound):
     """The record exists but its expiration has passed: it counts as absent."""
 
 
+# A random name per thread and per asyncio task, so that a default holder is never
+# confused with that of an earlier thread or task that had the same id.
+_thread_names = threading.local()
+_task_names: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+_task_names_lock = threading.Lock()
+
+# What a lock manager must have (stashflow.locking.LockManager has it all).
+_LOCK_MANAGER_METHODS = ("acquire", "release", "renew", "is_locked", "is_lock_holder",
+                         "acquire_lock", "release_lock", "aacquire_lock", "await_for_lock")
+
+
+def default_holder() -> str:
+    """The lock holder of the caller: host:pid:thread id:thread name:thread's random name,
+    plus `:task-<random>` inside an asyncio task. The same all along one thread (or one
+    task), different in any other thread, task or process."""
+    thread = threading.current_thread()
+    name = getattr(_thread_names, "name", None)
+    if name is None:
+        name = _thread_names.name = os.urandom(6).hex()
+    host = os.uname().nodename if hasattr(os, "uname") else "host"
+    holder = f"{host}:{os.getpid()}:{threading.get_ident()}:{thread.name}:{name}"
+    task = None
+    aio = sys.modules.get("asyncio")  # not imported: no task can be running
+    if aio is not None:
+        with contextlib.suppress(RuntimeError):  # no event loop running in this thread
+            task = aio.current_task()
+    if task is not None:
+        with _task_names_lock:
+            task_name = _task_names.get(task)
+            if task_name is None:
+                task_name = _task_names[task] = os.urandom(6).hex()
+        holder += f":task-{task_name}"
+    return holder
+
+
+async def _in_worker_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """`fn(*args)` in a worker thread (asyncio.to_thread: the context goes along)."""
+    import asyncio  # here, not at the top: `import stashflow.results` stays light
+
+    return await asyncio.to_thread(fn, *args)
+
+
+def _acquire_timeout(method: str, acquire_timeout: float | None, timeout: Any) -> float | None:
+    """`acquire_timeout`, or `timeout` (the name Prefect's ResultStore gives it)."""
+    if timeout is _UNSET:
+        return acquire_timeout
+    if acquire_timeout is not None:
+        raise TypeError(f"{method}() got both acquire_timeout and timeout: "
+                        "timeout is another name for acquire_timeout, give one")
+    return timeout
+
+
 class ResultStore:
     """Records of values on one storage backend.
 
@@ -53,15 +114,27 @@ class ResultStore:
     process-wide one. `trusted_serializers`: the serializers records may be
     decoded with (default: STASHFLOW_RESULTS_TRUSTED_SERIALIZERS; None: every
     installed one). `signing_key`: defaults to STASHFLOW_RESULTS_SIGNING_KEY.
+    `result_storage`: Prefect's name for `storage` (give one of them).
+    `lock_manager`: what locks this store's keys, for its lock methods and for
+    SERIALIZABLE transactions on it that name none: a LockManager, a registered name,
+    or None for the one its storage asks for (made on first use).
     """
 
-    def __init__(self, storage: Any = None, serializer: str | Serializer | None = None,
-                 plugins: Any = None, *, trusted_serializers: Iterable[str] | None = _UNSET,
+    def __init__(self, storage: Any = _UNSET, serializer: str | Serializer | None = None,
+                 plugins: Any = None, *, result_storage: Any = _UNSET, lock_manager: Any = None,
+                 trusted_serializers: Iterable[str] | None = _UNSET,
                  signing_key: str | bytes | None = _UNSET):
 
+        if result_storage is not _UNSET:
+            if storage is not _UNSET:
+                raise TypeError("ResultStore() got both storage and result_storage: "
+                                "result_storage is another name for storage, give one")
+            storage = result_storage
         self._isolated_plugins = plugins is not None and plugins is not _plugins.pm
         self.registry = get_registry(plugins)
-        self.storage: StorageBackend = resolve_storage(storage, self.registry)
+        self.storage: StorageBackend = resolve_storage(None if storage is _UNSET else storage,
+                                                       self.registry)
+        self.lock_manager = lock_manager
         self.serializer: Serializer | None = (
             None if serializer is None else resolve_serializer(serializer, self.registry)
         )
@@ -93,12 +166,45 @@ class ResultStore:
             )
         state = dict(self.__dict__)
         del state["registry"]
+        state["_locks_in_use"] = None  # made again on first use, from `lock_manager`
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
 
-        self.__dict__.update(state)
+        self.__dict__.update({"_lock_manager": None, "_locks_in_use": None, **state})
         self.registry = get_registry()
+
+    @property
+    def lock_manager(self) -> Any:
+        """The lock manager given (a LockManager or a registered name), or None: the
+        storage's own (`stashflow.locking.resolve_lock_manager(None, store)` shows it)."""
+        return self._lock_manager
+
+    @lock_manager.setter
+    def lock_manager(self, value: Any) -> None:
+        if isinstance(value, str):
+            if value not in self.registry.lock_managers:
+                raise LockManagerNotFound(value, list(self.registry.lock_managers))
+        elif value is not None and not all(callable(getattr(value, name, None))
+                                           for name in _LOCK_MANAGER_METHODS):
+            raise TypeError("lock_manager must be None, a registered name or a LockManager, "
+                            f"not {value!r}")
+        self._lock_manager = value
+        self._locks_in_use: Any = None
+
+    def _locks(self) -> Any:
+        """The LockManager in use: the one given, made from its name, or the storage's."""
+        if self._locks_in_use is None:
+            spec = self._lock_manager
+            if spec is None or isinstance(spec, str):
+                # The storage's choice, as stashflow.locking.default_lock_manager makes it.
+                name = spec or getattr(self.storage, "default_lock_manager", None) or "storage"
+                factory = self.registry.lock_managers.get(name)
+                if factory is None:
+                    raise LockManagerNotFound(name, list(self.registry.lock_managers))
+                spec = factory(self.storage)
+            self._locks_in_use = spec
+        return self._locks_in_use
 
     def _key_for(self, key: str) -> bytes | None:
         """The HMAC key of the record at `key`: derived from the signing key and the record's key.
@@ -219,6 +325,78 @@ class ResultStore:
     def delete(self, key: str) -> None:
         """Remove the record at `key`; nothing happens if there is none."""
         self.storage.delete(validate_key(key))
+
+    # -- async: the same methods, run in a worker thread so the event loop runs on ------
+    # Backends are synchronous; each call runs whole in one thread, so a record is
+    # written (atomically) or not at all. A cancelled caller stops waiting; the thread
+    # finishes what it started (a write may still land).
+
+    async def aread(self, key: str) -> Any:
+        """`read` in a worker thread."""
+        return await _in_worker_thread(self.read, key)
+
+    async def aread_record(self, key: str) -> ResultRecord:
+        """`read_record` in a worker thread."""
+        return await _in_worker_thread(self.read_record, key)
+
+    async def awrite(self, key: str, obj: Any,
+                     expiration: datetime | timedelta | float | None = None) -> RecordMetadata:
+        """`write` in a worker thread."""
+        return await _in_worker_thread(self.write, key, obj, expiration)
+
+    async def aexists(self, key: str) -> bool:
+        """`exists` in a worker thread."""
+        return await _in_worker_thread(self.exists, key)
+
+    async def adelete(self, key: str) -> None:
+        """`delete` in a worker thread."""
+        return await _in_worker_thread(self.delete, key)
+
+    # -- locks (Prefect's names), with this store's lock manager ------------------------
+    # `holder` defaults to `default_holder()`: the calling thread, or asyncio task.
+
+    generate_default_holder = staticmethod(default_holder)
+
+    def acquire_lock(self, key: str, holder: str | None = None,
+                     acquire_timeout: float | None = None, hold_timeout: float | None = None,
+                     *, timeout: float | None = _UNSET) -> bool:
+        """Take the lock of `key`, waiting up to `acquire_timeout` seconds (None: as long as
+        it takes; `timeout` is Prefect's store's name for it); False if it is not free by
+        then. The lock lapses `hold_timeout` seconds after it is taken (None: the manager's
+        lease, 30 s by default) unless `release_lock` gives it back first."""
+        acquire_timeout = _acquire_timeout("acquire_lock", acquire_timeout, timeout)
+        return self._locks().acquire_lock(validate_key(key), holder or default_holder(),
+                                          acquire_timeout, hold_timeout)
+
+    async def aacquire_lock(self, key: str, holder: str | None = None,
+                            acquire_timeout: float | None = None,
+                            hold_timeout: float | None = None,
+                            *, timeout: float | None = _UNSET) -> bool:
+        """`acquire_lock`, waiting in a worker thread; the default holder is this task."""
+        acquire_timeout = _acquire_timeout("aacquire_lock", acquire_timeout, timeout)
+        holder = holder or default_holder()  # here, in the task, not in the worker thread
+        return await self._locks().aacquire_lock(validate_key(key), holder, acquire_timeout,
+                                                 hold_timeout)
+
+    def release_lock(self, key: str, holder: str | None = None) -> None:
+        """Give the lock of `key` back; LockNotHeld (a ValueError) if `holder` does not hold it."""
+        self._locks().release_lock(validate_key(key), holder or default_holder())
+
+    def is_locked(self, key: str) -> bool:
+        """True if someone holds the lock of `key` (and their lease has not run out)."""
+        return self._locks().is_locked(validate_key(key))
+
+    def is_lock_holder(self, key: str, holder: str | None = None) -> bool:
+        """True if `holder` (default: the caller) holds the lock of `key`."""
+        return self._locks().is_lock_holder(validate_key(key), holder or default_holder())
+
+    def wait_for_lock(self, key: str, timeout: float | None = None) -> bool:
+        """Wait until `key` is not locked; False if it still is after `timeout` seconds."""
+        return self._locks().wait_for_lock(validate_key(key), timeout)
+
+    async def await_for_lock(self, key: str, timeout: float | None = None) -> bool:
+        """`wait_for_lock`, waiting in a worker thread."""
+        return await self._locks().await_for_lock(validate_key(key), timeout)
 
     def list(self, prefix: str = "") -> Iterator[str]:
         """Keys of the stored records that start with `prefix`."""

@@ -15,10 +15,24 @@ Built-ins, registered through the `register_lock_managers` hook:
   description, so threads of one process exclude each other as well.
 - ``storage``: any backend, any number of machines: lock records live in the
   result storage itself and are taken with the backend's atomic create-if-absent.
+
+Prefect's names work too: `MemoryLockManager()`, `FileSystemLockManager(lock_files_directory)`
+(stashflow.locking.filesystem) and, on every manager, `acquire_lock`, `release_lock`,
+`aacquire_lock` and `await_for_lock`.
 """
 
-from .base import DEFAULT_LEASE, LOCKS_PREFIX, Keepalive, LockManager, lock_name, new_holder, storage_location
+from .base import (
+    DEFAULT_LEASE,
+    LOCKS_PREFIX,
+    Keepalive,
+    LockManager,
+    NotLockHolder,
+    lock_name,
+    new_holder,
+    storage_location,
+)
 from .file import FileLockManager, default_lock_directory
+from .filesystem import FileSystemLockManager
 from .memory import MemoryLockManager
 from .selection import (
     BUILTIN_LOCK_MANAGERS,
@@ -29,8 +43,9 @@ from .selection import (
 from .storage import StorageLockManager
 
 __all__ = [
-    "BUILTIN_LOCK_MANAGERS", "DEFAULT_LEASE", "LOCKS_PREFIX", "FileLockManager", "Keepalive",
-    "LockManager", "MemoryLockManager", "StorageLockManager", "default_lock_directory",
+    "BUILTIN_LOCK_MANAGERS", "DEFAULT_LEASE", "LOCKS_PREFIX", "FileLockManager",
+    "FileSystemLockManager", "Keepalive", "LockManager", "MemoryLockManager", "NotLockHolder",
+    "StorageLockManager", "default_lock_directory",
     "default_lock_manager", "default_lock_manager_name", "lock_name", "new_holder",
     "resolve_lock_manager", "storage_location",
 ]

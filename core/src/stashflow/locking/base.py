@@ -21,11 +21,23 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..durations import as_seconds
-from ..exceptions import LockTimeout
+from ..exceptions import LockNotHeld, LockTimeout
 from ..keys import RESERVED_PREFIX
 
 DEFAULT_LEASE = 30.0
 LOCKS_PREFIX = f"{RESERVED_PREFIX}/locks/"
+
+
+class NotLockHolder(LockNotHeld, ValueError):
+    """What `release` raises for a holder that does not hold the lock: a LockNotHeld
+    that is also a ValueError, which is what Prefect's lock managers raise."""
+
+
+async def _in_worker_thread(fn: Any, *args: Any) -> Any:
+    """`fn(*args)` in a worker thread (asyncio.to_thread: the context goes along)."""
+    import asyncio  # here, not at the top: most users of locks never await one
+
+    return await asyncio.to_thread(fn, *args)
 
 
 def log():
@@ -92,7 +104,9 @@ class LockManager:
     """Locks on the keys of one storage backend, with leases.
 
     Subclasses implement `acquire`, `release`, `renew`, `is_locked` and
-    `is_lock_holder`; `wait_for_lock` and `lock` are derived.
+    `is_lock_holder`; `wait_for_lock` and `lock` are derived, and so are Prefect's
+    names: `acquire_lock`, `release_lock`, and `aacquire_lock` / `await_for_lock`,
+    which wait in a worker thread so that an event loop keeps running.
     """
 
     poll_interval: float = 0.05
@@ -146,6 +160,56 @@ class LockManager:
             wait(min(delay, remaining))
             delay = min(delay * 2, self.poll_interval)
         return True
+
+    # -- Prefect's names ---------------------------------------------------------------
+
+    def acquire_lock(self, key: str, holder: str, acquire_timeout: float | None = None,
+                     hold_timeout: float | None = None) -> bool:
+        """`acquire` under Prefect's name: `acquire_timeout` is `timeout` and `hold_timeout`
+        the lease (None: this manager's default lease, not forever: nothing renews it)."""
+        return self.acquire(key, holder, timeout=acquire_timeout, lease=hold_timeout)
+
+    def release_lock(self, key: str, holder: str) -> None:
+        """`release` under Prefect's name (LockNotHeld, a ValueError, if not held)."""
+        self.release(key, holder)
+
+    async def aacquire_lock(self, key: str, holder: str, acquire_timeout: float | None = None,
+                            hold_timeout: float | None = None) -> bool:
+        """`acquire_lock` waiting in a worker thread. If the caller is cancelled while it
+        waits, a lock the thread takes after all is given back, not left to its lease."""
+        guard = threading.Lock()
+        state = {"abandoned": False, "taken": False}
+
+        def attempt() -> bool:
+            taken = self.acquire_lock(key, holder, acquire_timeout, hold_timeout)
+            with guard:
+                state["taken"] = taken
+                abandoned = state["abandoned"]
+            if taken and abandoned:
+                self._release_quietly(key, holder)
+                return False
+            return taken
+
+        try:
+            return await _in_worker_thread(attempt)
+        except BaseException:
+            with guard:
+                state["abandoned"] = True
+                taken = state["taken"]
+            if taken:  # the thread took it just before the caller gave up
+                self._release_quietly(key, holder)
+            raise
+
+    async def await_for_lock(self, key: str, timeout: float | None = None) -> bool:
+        """`wait_for_lock` in a worker thread, so the event loop keeps running."""
+        return await _in_worker_thread(self.wait_for_lock, key, timeout)
+
+    def _release_quietly(self, key: str, holder: str) -> None:
+        """Release if held; log instead of raising (for clean-up paths)."""
+        try:
+            self.release(key, holder)
+        except Exception as exc:
+            log().warning("could not give back the lock of %r: %s", key, exc)
 
     @contextlib.contextmanager
     def lock(self, key: str, holder: str | None = None, *, timeout: float | None = None,

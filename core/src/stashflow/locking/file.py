@@ -16,9 +16,9 @@ from typing import Any
 
 from .. import settings
 from .._files import make_private_dir
-from ..exceptions import LockError, LockNotHeld
+from ..exceptions import LockError
 from . import base
-from .base import DEFAULT_LEASE, LockManager, lock_name
+from .base import DEFAULT_LEASE, LockManager, NotLockHolder, lock_name
 
 
 class _FileHold:
@@ -81,6 +81,17 @@ class FileLockManager(LockManager):
                              else default_lock_directory(storage))
         # A default directory is private: the opened one must be this one, not a link's target.
         self._expected = None if directory is not None else os.path.realpath(self.directory)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["_fcntl"]  # a module: imported again on the other side
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        import fcntl
+
+        self.__dict__.update(state)
+        self._fcntl = fcntl
 
     def path_for(self, key: str) -> str:
         """The lock file of `key`."""
@@ -224,7 +235,7 @@ class FileLockManager(LockManager):
         with _file_holds_lock:
             hold = _file_holds.pop((path, holder), None)
         if hold is None:
-            raise LockNotHeld(key, holder, self)
+            raise NotLockHolder(key, holder, self)
         try:
             with self._guard() as dfd:
                 kept = self._same_file(hold.fd, dfd, self._name(key))
@@ -234,7 +245,7 @@ class FileLockManager(LockManager):
             os.close(hold.fd)  # drops the flock
             base.notify()
         if not kept:
-            raise LockNotHeld(key, holder, self, lost=True)
+            raise NotLockHolder(key, holder, self, lost=True)
 
     def renew(self, key: str, holder: str, *, lease: float | None = None) -> bool:
         lease = self.lease_or_default(lease)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 import time
 
-from ..exceptions import LockNotHeld
 from . import base
-from .base import LockManager
+from .base import LockManager, NotLockHolder
 
 
 class _MemoryLease:
@@ -22,7 +21,13 @@ _memory_locks: dict[tuple[str, str], _MemoryLease] = {}
 
 
 class MemoryLockManager(LockManager):
-    """Locks for the threads of this process (a dict guarded by a condition variable)."""
+    """Locks for the threads of this process (a dict guarded by a condition variable).
+
+    Every instance shares the one table of the process, so two managers on the same
+    storage (or two made with no storage, `MemoryLockManager()`, as Prefect's users
+    make its singleton) see each other's locks. A manager without storage locks bare
+    keys: the same key is the same lock whatever store it is used with.
+    """
 
     def _live(self, k: tuple[str, str]) -> _MemoryLease | None:
         current = _memory_locks.get(k)
@@ -49,7 +54,7 @@ class MemoryLockManager(LockManager):
         with base.wakeup:
             current = _memory_locks.get(k)
             if current is None or current.holder != holder:
-                raise LockNotHeld(key, holder, self)
+                raise NotLockHolder(key, holder, self)
             del _memory_locks[k]
             base.wakeup.notify_all()
 

@@ -43,7 +43,10 @@ def default_lock_manager(store: Any) -> LockManager:
 
 
 def resolve_lock_manager(spec: Any, store: Any) -> LockManager:
-    """A LockManager from None (the default for `store`), a registered name, or an instance."""
+    """A LockManager from a registered name, an instance, or None: the store's own
+    (`ResultStore(lock_manager=...)`), else the default for its storage."""
+    if spec is None and getattr(store, "storage", store) is not store:
+        spec = getattr(store, "lock_manager", None)  # a ResultStore's, not a backend's field
     if spec is None:
         return default_lock_manager(store)
     if isinstance(spec, LockManager):

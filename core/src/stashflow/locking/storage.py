@@ -6,9 +6,9 @@ import os
 import threading
 import time
 
-from ..exceptions import LockError, LockNotHeld
+from ..exceptions import LockError
 from . import base
-from .base import LOCKS_PREFIX, LockManager, lock_name
+from .base import LOCKS_PREFIX, LockManager, NotLockHolder, lock_name
 
 _storage_holds: dict[tuple[str, str, str], tuple[int, str]] = {}  # -> (generation, token)
 _storage_holds_lock = threading.Lock()
@@ -123,7 +123,7 @@ class StorageLockManager(LockManager):
         with _storage_holds_lock:
             known = _storage_holds.pop((self.location, key, holder), None)
         if mine is None:
-            raise LockNotHeld(key, holder, self, lost=known is not None)
+            raise NotLockHolder(key, holder, self, lost=known is not None)
         generation, rec = mine
         # Overwriting our own generation is harmless even if a newer one appeared meanwhile.
         self.storage.write(self._object(key, generation),

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import datetime, timedelta
 from typing import Any
 
+from .states import ROLLED_BACK
 from .transaction import Transaction
 
 
@@ -18,10 +20,32 @@ class AsyncTransaction(Transaction):
 
     async def __aenter__(self) -> AsyncTransaction:
         self._attach()  # the context variable is set in this task's context
+        guard = threading.Lock()
+        begun = {"done": False, "abandoned": False}
+
+        def begin() -> None:
+            try:
+                self._begin_if_keyed()  # may wait for a lock
+            finally:
+                with guard:
+                    begun["done"] = True
+                    abandoned = begun["abandoned"]
+                if abandoned:  # the caller gave up waiting: give back what was taken
+                    self._release_lock()
+
         try:
-            await asyncio.to_thread(self._begin_if_keyed)  # may wait for a lock
+            await asyncio.to_thread(begin)
         except BaseException:
-            self._detach_failed()
+            # Cancelled (a timeout, say) while the thread waits for the lock: the thread
+            # goes on, and must not keep (and renew) a lock taken for no one.
+            with guard:
+                begun["abandoned"] = True
+                done = begun["done"]
+            if done:
+                self._detach_failed()
+            else:  # as _detach_failed, but the lock is the thread's to give back
+                self._token.var.reset(self._token)
+                self._state = ROLLED_BACK
             raise
         return self
 
