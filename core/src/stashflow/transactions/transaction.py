@@ -428,8 +428,8 @@ def transaction(key: str | None = None, store: Any = None, commit_mode: Any = No
     key from entering until commit or rollback). `overwrite`: write even if a record
     exists. `write_on_commit`: False to commit without writing a record.
     `lock_manager`: None (the store's `lock_manager`, else the storage's own), a
-    registered name ("memory", "file", "storage") or a LockManager. `lease`: seconds a crashed holder can delay the others
-    (default 30). `expiration`: of the written record.
+    registered name ("memory", "file", "storage") or a LockManager. `lease`: seconds a
+    crashed holder can delay the others (default 30). `expiration`: of the written record.
     """
     return Transaction(key, store, commit_mode, isolation_level, overwrite, write_on_commit,
                        logger, lock_manager=lock_manager, lease=lease, expiration=expiration)
