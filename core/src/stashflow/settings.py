@@ -60,6 +60,18 @@ def _parse_name(value: str) -> str:
     return value.strip()
 
 
+_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
+
+
+def _parse_level(value: str) -> int:
+    name = value.strip().upper()
+    if name in _LEVELS:
+        return _LEVELS[name]
+    if name.isdigit():
+        return int(name)
+    raise ValueError(f"expected a logging level: {', '.join(_LEVELS)} (or a number)")
+
+
 def _parse_names(value: str) -> frozenset[str]:
     return frozenset(part.strip() for part in value.split(",") if part.strip())
 
@@ -146,6 +158,8 @@ SETTINGS: dict[str, Setting] = {
                 lambda: str(get("STASHFLOW_HOME") / "storage"), _parse_path,
                 "Directory of the default local result storage.",
                 aliases=("STASHFLOW_RESULTS_LOCAL_STORAGE_PATH",)),
+        Setting("STASHFLOW_LOGGING_LEVEL", lambda: "INFO", _parse_level,
+                "Level of the run log stashflow prints when logging is not configured."),
         Setting("STASHFLOW_TASKS_REFRESH_CACHE", lambda: "false", parse_bool,
                 "Run every cached task again and overwrite its record."),
         Setting("STASHFLOW_TASKS_DISABLE_CACHING", lambda: "false", parse_bool,

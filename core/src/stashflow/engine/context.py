@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from contextvars import ContextVar
 from typing import Any
@@ -11,7 +12,7 @@ class FlowRun:
     """One call of a flow. Templates see `id`, `name`, `flow_name` and `run_count`."""
 
     __slots__ = ("_runner", "config", "flow", "flow_name", "futures", "id", "name",
-                 "parameters", "parent", "run_count", "stamp", "state", "task_runs")
+                 "parameters", "parent", "run_count", "stamp", "started", "state", "task_runs")
 
     def set_name(self, name: str | None) -> None:
         """`flow_run_name` for this run (None keeps `<flow>-<id>`)."""
@@ -33,6 +34,7 @@ class FlowRun:
         self.futures: list = []
         self.task_runs: list[TaskRun] = []
         self._runner = None
+        self.started = time.perf_counter()
 
     def __repr__(self) -> str:
         return f"FlowRun(name={self.name!r}, state={self.state!r})"
@@ -52,6 +54,7 @@ def _detached_flow_run(id: str, name: str, flow_name: str, parameters: dict, run
     run.flow = run.parent = run._runner = None
     run.state = "Running"
     run.futures, run.task_runs = [], []
+    run.started = time.perf_counter()
     return run
 
 

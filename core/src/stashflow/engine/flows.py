@@ -28,6 +28,7 @@ from .options import make as make_options
 from .options import names as option_names
 from .options import replace as replace_options
 from .persistence import FlowConfig, resolve_flow_config, settings_stamp
+from .reporting import console_for_flows, flow_run_finished, printing_to_log, prints_to_log
 from .retries import delays_for
 from .timeouts import deadline
 
@@ -115,6 +116,8 @@ class Flow(BindsAsMethod):
 
     def _start(self, parameters: dict[str, Any]) -> FlowRun:
         parent = flow_run_var.get()
+        if parent is None:
+            console_for_flows()
         config, stamp = self._config(parent)
         parameters = {k: resolve_futures(v) for k, v in parameters.items()}
         run = FlowRun(self, parameters, config, stamp, parent)
@@ -177,6 +180,7 @@ class Flow(BindsAsMethod):
 
     def _settle(self, run: FlowRun, state: State) -> State:
         run.state = state.name
+        flow_run_finished(run, state.name, time.perf_counter() - run.started, state.exception)
         hooks = self.options.on_failure if state.name == FAILED else self.options.on_completion
         if hooks:
             from ..transactions import run_maybe_async  # lazy: ~2.5 ms most runs never need
@@ -198,12 +202,15 @@ class _running:
 
     def __enter__(self) -> FlowRun:
         config = self.run.config
-        self.tokens = (flow_run_var.set(self.run), default_store.set(config.store))
+        self.tokens = (flow_run_var.set(self.run), default_store.set(config.store),
+                       prints_to_log(self.run.flow, self.run.name))
         return self.run
 
     def __exit__(self, *exc: object) -> None:
         flow_run_var.reset(self.tokens[0])
         default_store.reset(self.tokens[1])
+        if self.tokens[2] is not None:
+            printing_to_log.reset(self.tokens[2])
         if self.wait:
             _wait_for_tasks(self.run)
 

@@ -33,6 +33,7 @@ from ..serializers import revive
 from .context import FlowRun, TaskRun, TaskRunContext, task_run_var
 from .futures import CACHED, COMPLETED, FAILED, RETRYING, State, resolve_futures
 from .persistence import TaskConfig
+from .reporting import printing_to_log, prints_to_log, task_run_finished, task_run_retrying
 from .retries import jittered
 from .timeouts import deadline
 
@@ -115,16 +116,20 @@ def _should_retry(task: Any, plan: _Plan, exc: Exception, attempt: int) -> bool:
         return False
 
 
-def _next_attempt(plan: _Plan, attempt: int) -> float:
-    """Mark the run as retrying; the seconds to wait first."""
+def _next_attempt(plan: _Plan, attempt: int, exc: Exception) -> float:
+    """Mark the run as retrying (and say so); the seconds to wait first."""
     task_run = plan.context.task_run
     task_run.run_count = attempt + 2
     task_run.state = RETRYING
-    return jittered(plan.config.delays[attempt], plan.config.jitter)
+    delay = jittered(plan.config.delays[attempt], plan.config.jitter)
+    task_run_retrying(task_run, exc, delay, plan.config.retries)
+    return delay
 
 
 def _execute(task: Any, plan: _Plan) -> Any:
     token = task_run_var.set(plan.context)
+    context = plan.context
+    printing = prints_to_log(task, context.task_run.name, context.flow_run)
     try:
         attempt = 0
         timeout = task.options.timeout_seconds
@@ -135,16 +140,20 @@ def _execute(task: Any, plan: _Plan) -> Any:
             except Exception as exc:
                 if not _should_retry(task, plan, exc, attempt):
                     raise
-                delay = _next_attempt(plan, attempt)
+                delay = _next_attempt(plan, attempt, exc)
                 attempt += 1
                 if delay:
                     time.sleep(delay)
     finally:
         task_run_var.reset(token)
+        if printing is not None:
+            printing_to_log.reset(printing)
 
 
 async def _aexecute(task: Any, plan: _Plan) -> Any:
     token = task_run_var.set(plan.context)
+    context = plan.context
+    printing = prints_to_log(task, context.task_run.name, context.flow_run)
     timeout = task.options.timeout_seconds
     try:
         attempt = 0
@@ -155,12 +164,14 @@ async def _aexecute(task: Any, plan: _Plan) -> Any:
             except Exception as exc:
                 if not _should_retry(task, plan, exc, attempt):
                     raise
-                delay = _next_attempt(plan, attempt)
+                delay = _next_attempt(plan, attempt, exc)
                 attempt += 1
                 if delay:
                     await asyncio.sleep(delay)
     finally:
         task_run_var.reset(token)
+        if printing is not None:
+            printing_to_log.reset(printing)
 
 
 def _read_cached(task: Any, store: Any, key: str) -> tuple[Any] | None:
@@ -236,6 +247,7 @@ def run_task(task: Any, parameters: dict[str, Any], task_run: TaskRun, flow_run:
     finally:
         task_run.duration = time.perf_counter() - started
     _hooks_after(task, task_run, state)
+    task_run_finished(task_run, state)
     return state, value
 
 
@@ -315,6 +327,7 @@ async def arun_task(task: Any, parameters: dict[str, Any], task_run: TaskRun,
     finally:
         task_run.duration = time.perf_counter() - started
     await asyncio.to_thread(_hooks_after, task, task_run, state)
+    task_run_finished(task_run, state)
     return state, value
 
 
