@@ -2,13 +2,14 @@
 
 import json
 import os
+import pickle
 import stat
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from stashflow import ResultStore, SecretStr, hookimpl, plugins
-from stashflow.blocks import list_blocks
+from stashflow.blocks import Block, block_path, list_blocks, one_setting
 from stashflow.cli import main
 from stashflow.exceptions import BlockNotFound, StashflowError
 from stashflow.registry import load_block
@@ -26,10 +27,29 @@ class VaultStorage(MemoryStorage):
     retries: int = 3
 
 
+class VaultKey(Block):
+    """A block held by another (as credentials are by a bucket); the class alone loads it."""
+
+    type_slug = "vault-key"
+
+    secret: SecretStr | None = None
+    scope: str = "all"
+
+
+class KeyedStorage(MemoryStorage):
+    """A test block type with a Block-typed field."""
+
+    type_slug = "keyed-store"
+    url_schemes = ()
+
+    key: VaultKey | None = None
+
+
 class VaultPlugin:
     @hookimpl
     def register_storage_types(self, register):
         register(VaultStorage)
+        register(KeyedStorage)
 
 
 @pytest.fixture
@@ -214,3 +234,83 @@ def test_redact_masks_a_secret_plain_and_url_encoded_and_drops_a_revealing_cause
             raise RuntimeError("request failed") from inner
     except RuntimeError as outer:
         assert block.safe_cause(outer) is None
+
+
+def _saved(slug: str) -> dict:
+    path = block_path(*slug.split("/"))
+    assert _mode(path) == 0o600
+    return json.loads(path.read_text())["fields"]
+
+
+def test_a_block_field_takes_a_block_a_dict_or_a_slug(stashflow_home):
+    key = VaultKey(secret="k1", scope="read")
+    assert KeyedStorage(key=key).key is key
+    assert KeyedStorage(key={"secret": "k1", "scope": "read"}).key == key
+    key.save("k")
+    assert KeyedStorage(key="vault-key/k").key == key
+    assert KeyedStorage().key is None
+    for wrong, message in ((VaultStorage(), "got a 'vault-store' block"), (7, "got a value of type int"),
+                           ("vault-store/k", "got the slug of a 'vault-store' block"),
+                           ("k1", "got text that is not a slug")):
+        with pytest.raises(TypeError, match=r"KeyedStorage\.key takes a block of type 'vault-key'") as info:
+            KeyedStorage(key=wrong)
+        assert message in str(info.value) and "k1" not in str(info.value)
+    with pytest.raises(TypeError, match="VaultKey has no field 'secrets'"):
+        KeyedStorage(key={"secrets": "x"})
+    with pytest.raises(BlockNotFound, match=r"KeyedStorage\.key refers to the block 'vault-key/gone'"):
+        KeyedStorage(key="vault-key/gone")
+
+
+def test_a_saved_held_block_is_saved_by_slug_and_resolved_on_load(stashflow_home, vault):
+    key = VaultKey(secret="k1")
+    key.save("k")
+    KeyedStorage(name="ref", key=key).save("ref")
+    assert _saved("keyed-store/ref")["key"] == "vault-key/k"  # the secret is only in the key's file
+    inspected = cli("block", "inspect", "keyed-store/ref").output
+    assert "key = vault-key/k" in inspected and "k1" not in inspected
+    VaultKey(secret="k2").save("k", overwrite=True)  # rotated once, seen by every holder
+    assert KeyedStorage.load("ref").key == VaultKey(secret="k2")
+    assert load_block("keyed-store/ref").key.secret.get_secret_value() == "k2"
+    assert cli("block", "delete", "vault-key/k").exit_code == 0
+    with pytest.raises(BlockNotFound, match="refers to the block 'vault-key/k'"):
+        KeyedStorage.load("ref")
+
+
+def test_a_held_block_not_saved_as_it_is_goes_inline_and_stays_masked(stashflow_home, vault):
+    KeyedStorage(name="inline", key=VaultKey(secret="k1")).save("inline")
+    assert _saved("keyed-store/inline")["key"] == {"secret": "k1", "scope": "all"}
+    inspected = cli("block", "inspect", "keyed-store/inline").output
+    assert "k1" not in inspected and "'secret': '**********'" in inspected
+    assert KeyedStorage.load("inline").key == VaultKey(secret="k1")
+    key = VaultKey(secret="k1")
+    key.save("k")
+    key.scope = "changed since"  # the file no longer holds this block: inline, as it is now
+    KeyedStorage(key=key).save("edited")
+    assert _saved("keyed-store/edited")["key"]["scope"] == "changed since"
+
+
+def test_a_held_block_from_the_shell_by_slug(stashflow_home, vault):
+    VaultKey(secret="k1").save("k")
+    result = cli("block", "create", "keyed-store", "s", "--set", "key=vault-key/k")
+    assert result.exit_code == 0, result.output
+    assert _saved("keyed-store/s")["key"] == "vault-key/k"
+    assert load_block("keyed-store/s").key == VaultKey(secret="k1")
+    result = cli("block", "create", "keyed-store", "t", "--set", "key=vault-store/k")
+    assert result.exit_code != 0 and "takes a block of type 'vault-key'" in result.output
+
+
+def test_held_secrets_are_redacted_and_a_holder_pickles(stashflow_home):
+    block = KeyedStorage(key=VaultKey(secret="tok/en"))
+    assert block.redact("GET ?t=tok%2Fen then tok/en") == "GET ?t=********** then **********"
+    assert "tok/en" not in repr(block)
+    copy = pickle.loads(pickle.dumps(block))
+    assert copy == block and copy.key.secret.get_secret_value() == "tok/en"
+
+
+def test_one_setting_takes_the_value_given_and_refuses_two_that_differ():
+    assert one_setting("B", ("region", None), ("creds.region", "eu")) == "eu"
+    assert one_setting("B", ("key", SecretStr("s")), ("creds.key", "s")) == SecretStr("s")
+    assert one_setting("B", ("a", None)) is None
+    with pytest.raises(ValueError, match=r"B: key and creds\.key differ") as info:
+        one_setting("B", ("key", SecretStr("s1")), ("creds.key", "s2"))
+    assert "s1" not in str(info.value) and "s2" not in str(info.value)

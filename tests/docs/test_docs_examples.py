@@ -51,7 +51,8 @@ def test_page_examples_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # whatever an example writes lands here
     namespace: dict = {"__name__": f"docs_{Path(page).stem}"}
     for number, code in enumerate(blocks((DOCS / page).read_text()), 1):
-        compiled = compile(code, f"docs/{page} (example {number})", "exec")
+        # dont_inherit: run as a user's script would, without this file's __future__ imports
+        compiled = compile(code, f"docs/{page} (example {number})", "exec", dont_inherit=True)
         module = MODULE.match(code)
         if module:
             name = module.group(1)

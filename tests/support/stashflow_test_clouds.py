@@ -4,6 +4,8 @@ A `Cloud` knows its block type and URL schemes, makes fresh buckets and
 backends on its server, names the block fields that hold secrets, and looks at
 the raw objects behind the backend's back. tests/cloud runs one suite over the
 three (its `cloud` fixture); the plugins' own tests use the one they test.
+The functions at the end check the credentials blocks (prefect-aws, -gcp and
+-azure's) the same way for the three plugins.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ from __future__ import annotations
 import abc
 import contextlib
 import functools
+import json
 import os
+import pickle
+import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -197,6 +202,20 @@ class Gcs(Cloud):
         self.raw.invalidate_cache()
         return [p.rstrip("/") for p in self.raw.ls("")]
 
+    @staticmethod
+    def service_account_key() -> dict[str, str]:
+        """A service account key (a fresh RSA key) that google-auth accepts; no service knows it."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()).decode()
+        return {"type": "service_account", "project_id": "stashflow-tests",
+                "private_key_id": uuid.uuid4().hex, "private_key": pem,
+                "client_email": "results-writer@stashflow-tests.iam.gserviceaccount.com",
+                "client_id": "1", "token_uri": "https://oauth2.googleapis.com/token"}
+
 
 class Azure(Cloud):
     name, type_slug, schemes = "azure", "azure-blob-storage", ("az", "abfs")
@@ -243,3 +262,80 @@ class Azure(Cloud):
 
 
 CLOUDS: dict[str, type[Cloud]] = {cls.name: cls for cls in (S3, Gcs, Azure)}
+
+
+# -- credentials blocks ------------------------------------------------------------------
+
+
+def cli(*args: str) -> str:
+    """`stashflow ARGS`, in this process; it must succeed. Its output."""
+    from click.testing import CliRunner
+    from stashflow.cli import main
+
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def saved_file(slug: str) -> str:
+    """The text of the block file saved as `slug`, checked to be private (mode 0600)."""
+    from stashflow.blocks import block_path
+
+    path = block_path(*slug.split("/"))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    return path.read_text()
+
+
+def check_round_trip(cloud: Cloud, bucket: str, folder: str, storage: Any) -> None:
+    """A record written through `storage` (a block or a slug) is the object `folder/key` and
+    reads back, also through a pickled copy of the block (as a Dask worker gets it)."""
+    from stashflow import ResultStore
+
+    store = ResultStore(storage)
+    key = f"via-credentials/{uuid.uuid4().hex[:8]}"
+    store.write(key, {"rows": 7})
+    assert (f"{folder}/{key}" if folder else key) in cloud.names(bucket)
+    copy = pickle.loads(pickle.dumps(store.storage))
+    assert copy == store.storage
+    assert ResultStore(copy).read(key) == {"rows": 7}
+
+
+def check_saved_by_reference(slug: str, field: str, credentials_slug: str, secret: str) -> None:
+    """The storage block saved as `slug` names its credentials by slug in `field` and holds
+    no secret; the credentials' own file holds it; `block inspect` shows neither."""
+    assert json.loads(saved_file(slug))["fields"][field] == credentials_slug
+    assert secret not in saved_file(slug)
+    assert secret in saved_file(credentials_slug)
+    assert f"{field} = {credentials_slug}" in cli("block", "inspect", slug)
+    shown = cli("block", "inspect", credentials_slug)
+    assert secret not in shown and "**********" in shown
+
+
+def check_cli(credentials: tuple[str, dict[str, str]], storage: tuple[str, dict[str, str]],
+              field: str, secret: str) -> None:
+    """`stashflow block create` the credentials (slug, fields), then the storage block
+    (slug, fields) naming them by slug in `field`; `block ls` lists both."""
+    (credentials_slug, credentials_fields), (slug, fields) = credentials, storage
+
+    def sets(values: dict[str, str]) -> list[str]:
+        return [part for name, value in values.items() for part in ("--set", f"{name}={value}")]
+
+    assert secret not in cli("block", "create", *credentials_slug.split("/"), *sets(credentials_fields))
+    cli("block", "create", *slug.split("/"), *sets({**fields, field: credentials_slug}))
+    assert {credentials_slug, slug} <= set(cli("block", "ls").split())
+    check_saved_by_reference(slug, field, credentials_slug, secret)
+
+
+def check_not_storage(credentials: Any) -> None:
+    """A credentials block is a block type, but not storage: using it as such says so, and
+    it is not among the storage classes (stashflow.filesystems)."""
+    import pytest
+    import stashflow.filesystems
+    from stashflow import ResultStore
+    from stashflow.exceptions import StorageNotFound
+
+    with pytest.raises(TypeError, match=f"{credentials.type_slug} is a block, not storage"):
+        ResultStore(credentials)
+    with pytest.raises(StorageNotFound, match=f"is a {credentials.type_slug} block, not storage"):
+        ResultStore(f"{credentials.type_slug}/anything")
+    assert type(credentials).__name__ not in dir(stashflow.filesystems)

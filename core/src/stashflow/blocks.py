@@ -4,12 +4,19 @@ Fields are annotated class attributes; a default makes a field optional.
 Fields annotated `SecretStr` hold credentials: they are masked in reprs, in
 `stashflow block inspect` and in errors, and stored only in files of mode 0600
 under ``$STASHFLOW_HOME/blocks/<type_slug>/<name>.json``.
+
+A field annotated with a Block class (``credentials: AwsCredentials | None``) holds
+a block of that class: given as an instance, a dict of its fields, or the slug of a
+saved one. A block saved under a name (and unchanged since) is saved by its slug, a
+reference resolved when the outer block is loaded; any other is saved inline, in the
+outer block's own file. Either way a save writes that one file, atomically.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 import typing
 from pathlib import Path
 from typing import Any, ClassVar
@@ -62,6 +69,7 @@ class Block:
     """Base of saveable configuration objects; storage backends are blocks."""
 
     type_slug: ClassVar[str]
+    _saved_as: str | None = None  # the slug this block was last saved as or loaded from
 
     @classmethod
     def _fields(cls) -> dict[str, tuple[Any, bool]]:
@@ -79,6 +87,34 @@ class Block:
         cls._field_table = fields
         return fields
 
+    @classmethod
+    def _block_fields(cls) -> dict[str, type[Block]]:
+        """Field name -> Block class, for the fields whose annotation names one (cached per class)."""
+        cached = cls.__dict__.get("_block_field_table")
+        if cached is not None:
+            return cached
+        fields = cls._fields()
+        table: dict[str, type[Block]] = {}
+        for klass in reversed(cls.__mro__):
+            module = sys.modules.get(klass.__module__)
+            namespace = {**(vars(module) if module else {}), **vars(klass)}
+            for name, annotation in vars(klass).get("__annotations__", {}).items():
+                if name not in fields:
+                    continue
+                if isinstance(annotation, str):  # `from __future__ import annotations`
+                    try:  # as typing.get_type_hints does, one annotation at a time
+                        annotation = eval(annotation, namespace)
+                    except Exception:
+                        continue
+                kinds = [t for t in typing.get_args(annotation) or (annotation,)
+                         if isinstance(t, type) and issubclass(t, Block)]
+                if kinds:
+                    table[name] = kinds[0]
+                else:
+                    table.pop(name, None)
+        cls._block_field_table = table
+        return table
+
     def __init__(self, **values: Any):
         fields = self._fields()
         unknown = sorted(set(values) - set(fields))
@@ -86,6 +122,7 @@ class Block:
             raise TypeError(
                 f"{type(self).__name__} has no field {unknown[0]!r}; fields: {', '.join(fields)}"
             )
+        nested = self._block_fields()
         for name, (default, secret) in fields.items():
             if name in values:
                 value = values[name]
@@ -95,6 +132,8 @@ class Block:
                 value = default
             if secret and value is not None and not isinstance(value, SecretStr):
                 value = SecretStr(value)
+            if name in nested and value is not None:
+                value = _nested_block(type(self), name, nested[name], value)
             setattr(self, name, value)
 
     def field_values(self, reveal_secrets: bool = False) -> dict[str, Any]:
@@ -105,8 +144,42 @@ class Block:
                 value = reveal(value) if reveal_secrets else "**********"
             elif isinstance(value, Path):
                 value = str(value)
+            elif isinstance(value, Block):  # a saved block by its slug, else its own fields
+                value = value._saved_as or value.field_values(reveal_secrets)
             out[name] = value
         return out
+
+    def _secrets(self) -> list[str]:
+        """The plain values of the secret fields, those of the blocks it holds included."""
+        found = []
+        for name, (_, secret) in self._fields().items():
+            value = getattr(self, name)
+            if secret and value is not None:
+                found.append(reveal(value))
+            elif isinstance(value, Block):
+                found += value._secrets()
+        return found
+
+    def _document(self) -> dict[str, Any]:
+        """The fields as saved: secrets revealed; a held block by reference or inline."""
+        out = self.field_values(reveal_secrets=True)
+        for name, kind in self._block_fields().items():
+            value = getattr(self, name)
+            if isinstance(value, Block):
+                # By slug only if loading that slug gives this block back (same type, same values).
+                same_type = value.type_slug == kind.type_slug
+                out[name] = (same_type and value._reference()) or value._document()
+        return out
+
+    def _reference(self) -> str | None:
+        """The slug this block is saved as, if that file still holds exactly these values."""
+        if self._saved_as is None:
+            return None
+        try:
+            _type_slug, saved = read_block(self._saved_as)
+        except StashflowError:  # deleted or damaged since: the values go inline
+            return None
+        return self._saved_as if saved == json.loads(json.dumps(self._document())) else None
 
     def redact(self, text: str) -> str:
         """`text` with every secret field's value (plain or URL-encoded) masked.
@@ -115,8 +188,7 @@ class Block:
         """
         from urllib.parse import quote, quote_plus
 
-        for name, (_, secret) in self._fields().items():
-            value = reveal(getattr(self, name)) if secret else None
+        for value in self._secrets():
             if isinstance(value, str) and value:
                 for form in {value, quote(value, safe=""), quote_plus(value)}:
                     text = text.replace(form, "**********")
@@ -147,11 +219,15 @@ class Block:
     # saving and loading -------------------------------------------------------------
 
     def save(self, name: str, overwrite: bool = False) -> str:
-        """Save under `name`; returns the slug. Refuses to replace unless `overwrite`."""
+        """Save under `name`; returns the slug. Refuses to replace unless `overwrite`.
+
+        One file, written atomically; a block it holds goes in by slug when that block
+        is saved as it is now, else inline.
+        """
         path = block_path(self.type_slug, name)
         make_private_dir(path.parent)
         data = json.dumps(
-            {"type": self.type_slug, "fields": self.field_values(reveal_secrets=True)},
+            {"type": self.type_slug, "fields": self._document()},
             indent=2, sort_keys=True,
         ).encode("utf-8")
 
@@ -159,13 +235,59 @@ class Block:
         if not write_private(path, data, replace=overwrite):
             raise StashflowError(f"a block is already saved as {slug!r}; pass overwrite=True "
                                  "(stashflow block create --overwrite) to replace it")
+        self._saved_as = slug
         return slug
 
     @classmethod
     def load(cls, name: str) -> Block:
         """Load the block of this type saved under `name`."""
-        _type_slug, fields = read_block(f"{cls.type_slug}/{name}")
-        return build_block(cls, fields)
+        slug = f"{cls.type_slug}/{name}"
+        _type_slug, fields = read_block(slug)
+        block = build_block(cls, fields)
+        block._saved_as = slug
+        return block
+
+
+def _nested_block(owner: type[Block], field: str, kind: type[Block], value: Any) -> Block:
+    """The value of a Block-typed field: a `kind` instance, from one, a dict or a slug."""
+    if isinstance(value, kind):
+        return value
+    wanted = (f"{owner.__name__}.{field} takes a block of type {kind.type_slug!r}: give "
+              f"{kind.__name__}(...), a dict of its fields, or the slug of a saved one "
+              f"('{kind.type_slug}/NAME')")
+    if isinstance(value, dict):
+        return kind(**value)
+    if isinstance(value, str) and value.count("/") == 1:
+        type_slug, name = split_slug(value)
+        if type_slug != kind.type_slug:
+            raise TypeError(f"{wanted}; got the slug of a {type_slug!r} block, {value!r}")
+        try:
+            return kind.load(name)
+        except BlockNotFound:
+            raise BlockNotFound(
+                f"{owner.__name__}.{field} refers to the block {value!r}, which is not saved; "
+                f"save it (`stashflow block create {kind.type_slug} {name} ...`) or give the "
+                "block itself"
+            ) from None
+    if isinstance(value, Block):
+        raise TypeError(f"{wanted}; got a {value.type_slug!r} block ({type(value).__name__})")
+    shown = "text that is not a slug" if isinstance(value, str) else f"a value of type {type(value).__name__}"
+    raise TypeError(f"{wanted}; got {shown}")  # not the value itself: it may be a secret
+
+
+def one_setting(owner: str, *sources: tuple[str, Any]) -> Any:
+    """The value the `(label, value)` sources agree on; None when none gives one.
+
+    For a setting a block takes either from its own field or from a block it holds
+    (its credentials): given twice with different values, it is a ValueError that
+    names both places (never the values, which may be secrets).
+    """
+    given = [(label, value) for label, value in sources if value is not None]
+    for label, value in given[1:]:
+        if reveal(value) != reveal(given[0][1]):
+            raise ValueError(f"{owner}: {given[0][0]} and {label} differ; give the setting in "
+                             "one place only (the credentials block, or the field)")
+    return given[0][1] if given else None
 
 
 def _check_name(name: str) -> str:

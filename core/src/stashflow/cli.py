@@ -133,16 +133,16 @@ def block_ls() -> None:
 
 @block.command("types")
 def block_types() -> None:
-    """List the storage block types installed, with their URL schemes."""
+    """List the block types installed: storage (with its URL schemes) and the others."""
     from .registry import get_registry
 
     registry = get_registry()
-    for slug, cls in sorted(registry.storage_types.items()):
+    for slug, cls in sorted(registry.block_types.items()):
         fields = ", ".join(
             f"{n}{'*' if s else ''}" for n, (_, s) in cls._fields().items()
         )
-        schemes = ", ".join(f"{s}://" for s in cls.url_schemes) or "-"
-        owner = registry.owner("storage", slug)
+        schemes = ", ".join(f"{s}://" for s in getattr(cls, "url_schemes", ())) or "-"
+        owner = registry.owner("storage", slug) or registry.owner("block", slug)
         click.echo(f"{slug}  schemes: {schemes}  fields: {fields}  (plugin {owner})")
 
 
@@ -180,7 +180,7 @@ def block_create(type_slug: str, name: str, pairs: tuple[str, ...], overwrite: b
     from .plugins import install_hint
     from .registry import get_registry
 
-    cls = get_registry().storage_types.get(type_slug)
+    cls = get_registry().block_types.get(type_slug)
     if cls is None:
         hint = install_hint("storage", type_slug) or "`stashflow block types` lists the installed types"
         raise StorageNotFound(f"unknown block type {type_slug!r}: {hint}")

@@ -15,6 +15,12 @@ def register_storage_types(register):
 
 
 @hookspec
+def register_block_types(register):
+    """Register blocks that are not storage (credentials, say): ``register(cls)``, cls a
+    Block subclass with a ``type_slug``. They save, load and show like storage blocks."""
+
+
+@hookspec
 def register_serializers(register):
     """Register serializers: ``register(cls)``, cls a Serializer subclass."""
 

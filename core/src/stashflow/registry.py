@@ -33,6 +33,7 @@ class Registry:
         self.pm = pm
         self.loader = loader or PluginLoader(pm)
         self.storage_types: dict[str, type] = {}
+        self.block_types: dict[str, type] = {}  # storage types and the other blocks
         self.url_schemes: dict[str, type] = {}
         self.serializers: dict[str, type] = {}
         self.cache_policies: dict[str, Any] = {}
@@ -69,8 +70,22 @@ class Registry:
             if not isinstance(slug, str) or not slug:
                 raise PluginError(f"register_storage_types: {cls.__name__} has no type_slug")
             if self._claim("storage", slug, self.storage_types, cls, info):
+                self.block_types[slug] = cls
                 for scheme in cls.url_schemes:
                     self._claim("scheme", scheme, self.url_schemes, cls, info)
+
+        def block(info: PluginInfo, cls: Any) -> None:
+            if not (isinstance(cls, type) and issubclass(cls, Block)):
+                raise PluginError(f"register_block_types: {cls!r} is not a Block subclass")
+            slug = getattr(cls, "type_slug", None)
+            if not isinstance(slug, str) or not slug:
+                raise PluginError(f"register_block_types: {cls.__name__} has no type_slug")
+            first = self._owner.get(("storage", slug))
+            if first is not None:  # a storage type of that name came first
+                warn(info, f"registers block type {slug!r}, already registered by "
+                           f"{first.describe()}; the first registration is kept")
+                return
+            self._claim("block", slug, self.block_types, cls, info)
 
         def serializer(info: PluginInfo, cls: Any) -> None:
             if not (isinstance(cls, type) and issubclass(cls, Serializer)):
@@ -88,6 +103,7 @@ class Registry:
             return register
 
         self._call("register_storage_types", storage)
+        self._call("register_block_types", block)
         self._call("register_serializers", serializer)
         self._call("register_cache_policies", named("cache_policy", self.cache_policies))
         self._call("register_lock_managers", named("lock_manager", self.lock_managers))
@@ -200,6 +216,10 @@ def resolve_storage(spec: Any, registry=None) -> StorageBackend:
         return spec
     if spec is None:
         return default_storage(registry)
+    if isinstance(spec, Block):
+        raise TypeError(f"{spec.type_slug} is a block, not storage: give it to a storage "
+                        f"block that takes it (result storage must be a StorageBackend, a URL, "
+                        f"a block slug or a Path, not {spec!r})")
     if isinstance(spec, Path):
         return _local(spec.expanduser(), registry)
     if not isinstance(spec, str) or not spec:
@@ -217,6 +237,9 @@ def resolve_storage(spec: Any, registry=None) -> StorageBackend:
     if spec.startswith(("/", "~", "./", "../")):
         return _local(Path(spec).expanduser(), registry)
     type_slug = spec.split("/", 1)[0]
+    if type_slug in registry.block_types and type_slug not in registry.storage_types:
+        raise StorageNotFound(f"{spec!r} is a {type_slug} block, not storage: give it to a "
+                              "storage block that takes it")
     if "/" in spec and (type_slug in registry.storage_types or install_hint("storage", type_slug)):
         return load_block(spec, registry=registry)
     cls = registry.storage_types.get(spec)
@@ -257,7 +280,7 @@ def load_block(slug: str, registry: Registry | None = None) -> Block:
     """The block saved as `slug` ("s3-bucket/my-block"), of its installed type."""
     type_slug, fields = read_block(slug)
     registry = registry if registry is not None else get_registry()
-    cls = registry.storage_types.get(type_slug)
+    cls = registry.block_types.get(type_slug)
     if cls is None:
         hint = install_hint("storage", type_slug) or "install the plugin that provides it"
         raise StorageNotFound(f"block {slug!r} has type {type_slug!r}, which is not installed: {hint}")

@@ -8,6 +8,9 @@ staged in 8 MiB blocks and published by one Put Block List, so a reader sees
 the old blob, the whole new one, or nothing. `create` sends `If-None-Match: *`.
 Reads are ranged GETs pinned to the ETag seen when the blob was opened.
 adlfs is imported on first use, not with stashflow.
+
+`AzureBlobStorageCredentials` is prefect-azure's credentials block under the
+same name and fields, given as `AzureBlobStorageContainer(credentials=...)`.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ import io
 import uuid
 from collections.abc import Callable, Iterator
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 from stashflow import hookimpl
-from stashflow.blocks import SecretStr, reveal
+from stashflow.blocks import Block, SecretStr, one_setting, reveal
 from stashflow.exceptions import StorageError
 from stashflow.keys import validate_storage_key
 from stashflow.storage import BytesOrFile, StorageBackend, clean_folder
@@ -40,12 +44,52 @@ def _code(exc: BaseException) -> str | None:
     return getattr(code, "value", code)
 
 
+def _account_of(url: str) -> str:
+    """The account of a blob endpoint: https://ACCOUNT.blob.core.windows.net, or
+    path-style (emulators, custom domains) http://127.0.0.1:10000/ACCOUNT."""
+    parts = urlsplit(url)
+    first = parts.path.strip("/").split("/", 1)[0]
+    return first or parts.hostname.split(".", 1)[0]
+
+
+class AzureBlobStorageCredentials(Block):
+    """Azure Blob Storage credentials, as prefect-azure's block of this name:
+    `AzureBlobStorageContainer(credentials=...)`.
+
+    A block of its own (type `azure-blob-storage-credentials`), saved once and
+    shared; not storage itself. `connection_string` (a secret), or `account_url`
+    (the account's blob endpoint) for Azure's default credential chain, not both;
+    neither: adlfs's AZURE_STORAGE_* environment variables.
+    """
+
+    type_slug = "azure-blob-storage-credentials"
+
+    connection_string: SecretStr | None = None
+    account_url: str | None = None
+
+    def __init__(self, **values: Any):
+        super().__init__(**values)
+        if self.connection_string is not None and self.account_url is not None:
+            raise ValueError("AzureBlobStorageCredentials takes connection_string or account_url, "
+                             "not both: the connection string already names the account")
+        url = self.account_url
+        if url is not None and (not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https")
+                                or not urlsplit(url).hostname):
+            raise ValueError(f"AzureBlobStorageCredentials.account_url must be the account's blob "
+                             f"endpoint, https://ACCOUNT.blob.core.windows.net, not {url!r}")
+
+
+
 class AzureBlobStorageContainer(StorageBackend):
     """Results as block blobs in an Azure Blob Storage container, under `blob_folder`.
 
     Give `connection_string`, or `account_name` with `account_key`, or only
     `account_name` for Azure's default credential chain (DefaultAzureCredential);
     unset fields are taken from adlfs's AZURE_STORAGE_* environment variables.
+    `credentials` takes an `AzureBlobStorageCredentials` block (or the slug of a
+    saved one) instead of `connection_string` and `account_name`; a setting given
+    both ways must agree. With `credentials.account_url`, `account_key` (if set)
+    is that account's key.
     """
 
     type_slug = "azure-blob-storage"
@@ -56,6 +100,7 @@ class AzureBlobStorageContainer(StorageBackend):
     connection_string: SecretStr | None = None
     account_name: str | None = None
     account_key: SecretStr | None = None
+    credentials: AzureBlobStorageCredentials | None = None
 
     def __init__(self, **values: Any):
         super().__init__(**values)
@@ -64,6 +109,38 @@ class AzureBlobStorageContainer(StorageBackend):
             raise ValueError(f"container_name must be a container's name, not {name!r}")
         self.blob_folder = clean_folder(self.blob_folder, "blob_folder")
         self._prefix = f"{self.blob_folder}/" if self.blob_folder else ""
+        self._client_options()  # a conflict between the fields and the credentials fails here
+
+    def _client_options(self) -> dict[str, Any]:
+        """adlfs's options: the container's fields, and what its credentials block adds."""
+        creds = self.credentials or AzureBlobStorageCredentials()
+        where, url = "AzureBlobStorageContainer", creds.account_url
+        connection_string = reveal(one_setting(
+            where, ("connection_string", self.connection_string),
+            ("credentials.connection_string", creds.connection_string)))
+        for field in ("account_name", "account_key") if creds.connection_string is not None else ():
+            if getattr(self, field) is not None:
+                raise ValueError(f"{where}: {field} and credentials.connection_string both say how "
+                                 "to connect; give the connection string alone")
+        if url is not None and self.connection_string is not None:
+            raise ValueError(f"{where}: connection_string and credentials.account_url both say "
+                             "where to connect; give one of them")
+        account = one_setting(where, ("account_name", self.account_name),
+                              ("credentials.account_url", url and _account_of(url)))
+        key = reveal(self.account_key)
+        options: dict[str, Any] = {"skip_instance_cache": True}  # a client per block
+        if url and key:  # shared key, on any endpoint (Azurite's is path-style, over http)
+            connection_string = (f"DefaultEndpointsProtocol={urlsplit(url).scheme};AccountName="
+                                 f"{account};AccountKey={key};BlobEndpoint={url.rstrip('/')};")
+        elif url:  # the default credential chain, over https as Azure AD requires
+            if urlsplit(url).scheme != "https":
+                raise ValueError(f"{where}: credentials.account_url is not https, which Azure's "
+                                 "credential chain needs; give account_key too, or a connection string")
+            options["account_host"] = url.split("://", 1)[1].rstrip("/")
+        if connection_string is not None:
+            options["connection_string"] = connection_string
+        options.update((k, v) for k, v in (("account_name", account), ("account_key", key)) if v)
+        return options
 
     @classmethod
     def from_url(cls, url: str) -> AzureBlobStorageContainer:
@@ -86,13 +163,7 @@ class AzureBlobStorageContainer(StorageBackend):
         """The adlfs file system (StorageBackend.filesystem() caches it)."""
         from adlfs import AzureBlobFileSystem
 
-        options: dict[str, Any] = {"skip_instance_cache": True}  # a client per block
-        if self.connection_string is not None:
-            options["connection_string"] = reveal(self.connection_string)
-        if self.account_name:
-            options["account_name"] = self.account_name
-        if self.account_key is not None:
-            options["account_key"] = reveal(self.account_key)
+        options = self._client_options()
         try:
             fs = AzureBlobFileSystem(**options)
         except ValueError as exc:
@@ -289,4 +360,9 @@ def register_storage_types(register):
     register(AzureBlobStorageContainer)
 
 
-__all__ = ["AzureBlobStorageContainer"]
+@hookimpl
+def register_block_types(register):
+    register(AzureBlobStorageCredentials)  # a block of its own, not storage: buckets hold it
+
+
+__all__ = ["AzureBlobStorageContainer", "AzureBlobStorageCredentials"]

@@ -7,6 +7,9 @@ whole new one, or nothing.
 `create` sends `ifGenerationMatch=0`, which the service checks atomically.
 Reads are ranged GETs pinned to the generation seen when the object was opened.
 gcsfs is imported on first use, not with stashflow.
+
+`GcpCredentials` is prefect-gcp's credentials block under the same name and
+fields, given to a bucket as `GcsBucket(gcp_credentials=...)`.
 """
 
 from __future__ import annotations
@@ -17,11 +20,11 @@ import json
 import os
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
 from stashflow import hookimpl
-from stashflow.blocks import SecretStr, reveal
+from stashflow.blocks import Block, SecretStr, one_setting, reveal
 from stashflow.exceptions import StorageError
 from stashflow.keys import RESERVED_PREFIX, validate_storage_key
 from stashflow.storage import BytesOrFile, StorageBackend, clean_folder
@@ -39,6 +42,33 @@ def _emulator_host() -> str | None:
     return host if host not in ("", "default") else None
 
 
+class GcpCredentials(Block):
+    """Google Cloud credentials, as prefect-gcp's block of this name: `GcsBucket(gcp_credentials=...)`.
+
+    A block of its own (type `gcp-credentials`), saved once and shared by buckets;
+    not storage itself. A service account key as `service_account_file` (its path)
+    or `service_account_info` (its contents: a dict or the JSON text; a secret), or
+    neither for Google's default credential chain; `project`, the Google Cloud project.
+    """
+
+    type_slug = "gcp-credentials"
+
+    service_account_file: str | None = None
+    service_account_info: SecretStr | None = None
+    project: str | None = None
+
+    def __init__(self, **values: Any):
+        if isinstance(values.get("service_account_info"), Mapping):
+            values["service_account_info"] = json.dumps(dict(values["service_account_info"]))
+        if isinstance(values.get("service_account_file"), os.PathLike):
+            values["service_account_file"] = os.fspath(values["service_account_file"])
+        super().__init__(**values)
+        if self.service_account_file is not None and self.service_account_info is not None:
+            raise ValueError("GcpCredentials takes service_account_file or service_account_info, "
+                             "not both: give the key once")
+
+
+
 class GcsBucket(StorageBackend):
     """Results as objects in a GCS bucket, under `bucket_folder`.
 
@@ -46,6 +76,8 @@ class GcsBucket(StorageBackend):
     STORAGE_EMULATOR_HOST is set); else "anon", "google_default", "cache",
     "cloud", a service-account key file path, the key file's JSON text, or an
     OAuth access token. `endpoint_url`: an emulator or a private endpoint.
+    `gcp_credentials` takes a `GcpCredentials` block (or the slug of a saved one)
+    instead of `token` and `project`; a setting given both ways must agree.
     """
 
     type_slug = "gcs-bucket"
@@ -56,6 +88,7 @@ class GcsBucket(StorageBackend):
     project: str | None = None
     endpoint_url: str | None = None
     token: SecretStr | None = None
+    gcp_credentials: GcpCredentials | None = None
 
     def __init__(self, **values: Any):
         super().__init__(**values)
@@ -63,6 +96,18 @@ class GcsBucket(StorageBackend):
             raise ValueError(f"bucket must be a bucket name, not {self.bucket!r}")
         self.bucket_folder = clean_folder(self.bucket_folder, "bucket_folder")
         self._root = f"{self.bucket}/{self.bucket_folder}/" if self.bucket_folder else f"{self.bucket}/"
+        self._credential()  # a conflict between the fields and gcp_credentials fails here
+
+    def _credential(self) -> tuple[Any, str | None]:
+        """(token, project): the bucket's fields, and what its gcp_credentials block adds."""
+        creds = self.gcp_credentials or GcpCredentials()
+        key_file = creds.service_account_file and os.path.expanduser(creds.service_account_file)
+        token = one_setting("GcsBucket", ("token", self.token),
+                            ("gcp_credentials.service_account_info", creds.service_account_info),
+                            ("gcp_credentials.service_account_file", key_file))
+        project = one_setting("GcsBucket", ("project", self.project),
+                              ("gcp_credentials.project", creds.project))
+        return reveal(token), project
 
     @classmethod
     def from_url(cls, url: str) -> GcsBucket:
@@ -86,12 +131,20 @@ class GcsBucket(StorageBackend):
                                   "use_listings_cache": False, "skip_instance_cache": True}
         if endpoint:
             kwargs["endpoint_url"] = (endpoint if "://" in endpoint else f"http://{endpoint}").rstrip("/")
-        if self.project:
-            kwargs["project"] = self.project
+        project = self._credential()[1]
+        if project:
+            kwargs["project"] = project
         return GCSFileSystem(**kwargs)
 
     def _token(self, anonymous: bool) -> Any:
-        token = reveal(self.token)
+        token = self._credential()[0]
+        creds = self.gcp_credentials or GcpCredentials()
+        if creds.service_account_file and not os.path.isfile(token):  # gcsfs: a path, or a token
+            raise StorageError(f"gcs-bucket: gcp_credentials.service_account_file {token!r} is not "
+                               "a file; give the path of a service account key file (JSON)")
+        if creds.service_account_info and not token.strip().startswith("{"):  # never quote it
+            raise StorageError("gcs-bucket: gcp_credentials.service_account_info is not a service "
+                               "account key: give the key file's contents, as a dict or its JSON text")
         if token is None:
             # Like google-cloud-storage: an emulator from the environment means anonymous.
             return "anon" if anonymous and not self.endpoint_url else None
@@ -291,4 +344,9 @@ def register_storage_types(register):
     register(GcsBucket)
 
 
-__all__ = ["GcsBucket"]
+@hookimpl
+def register_block_types(register):
+    register(GcpCredentials)  # a block of its own, not storage: buckets hold it
+
+
+__all__ = ["GcpCredentials", "GcsBucket"]

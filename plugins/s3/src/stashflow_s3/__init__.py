@@ -7,18 +7,23 @@ when it is completed (and is aborted on failure). `create` is a conditional
 PUT (`If-None-Match: *`). Reads are ranged GETs pinned to the ETag seen when
 the object was opened (core's `open_ranged`: a header read costs one 64 KiB
 request, and the read-ahead grows for sequential streaming).
+
+`AwsCredentials` is prefect-aws's credentials block under the same name and
+fields, given to a bucket as `S3Bucket(credentials=...)`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Iterator
+import json
+import os
+from collections.abc import Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import IO, Any
 
 from stashflow import hookimpl
-from stashflow.blocks import SecretStr, reveal
+from stashflow.blocks import Block, SecretStr, one_setting, reveal
 from stashflow.exceptions import StorageError, StorageNotFound
 from stashflow.keys import validate_storage_key
 from stashflow.storage import SPOOL_BYTES, BytesOrFile, Spool, StorageBackend, clean_folder
@@ -31,12 +36,69 @@ MAX_PARTS = 10_000  # S3's limit on parts per upload
 UPLOAD_THREADS = 4  # parts in flight at once (and in memory) during a multipart upload
 
 
+# The keys of prefect-aws's AwsClientParameters, as botocore client options.
+CLIENT_PARAMETERS = ("endpoint_url", "verify", "verify_cert_path", "use_ssl", "api_version", "config")
+
+
+def _client_parameters(value: Any, field: str) -> dict[str, Any] | None:
+    """`aws_client_parameters` as a plain dict: from a dict, its JSON text, or an object."""
+    if value is None:
+        return None
+    if isinstance(value, str):  # from `stashflow block create --set aws_client_parameters=...`
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError(f"{field} must be a dict, or its JSON text, not {value!r}") from None
+    elif not isinstance(value, Mapping):  # an AwsClientParameters-like object
+        dump = getattr(value, "model_dump", None)
+        value = dump() if callable(dump) else {k: getattr(value, k) for k in CLIENT_PARAMETERS
+                                               if hasattr(value, k)}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{field} must be a dict, not {type(value).__name__}")
+    unknown = sorted(set(value) - set(CLIENT_PARAMETERS))
+    if unknown:
+        raise ValueError(f"{field} has no parameter {unknown[0]!r}; it takes: "
+                         f"{', '.join(CLIENT_PARAMETERS)}")
+    if value.get("config") is not None and not isinstance(value["config"], Mapping):
+        raise ValueError(f"{field}['config'] must be a dict of botocore Config options")
+    out = {k: os.fspath(v) if isinstance(v, os.PathLike) else v
+           for k, v in value.items() if v is not None}
+    return out or None
+
+
+class AwsCredentials(Block):
+    """AWS credentials, as prefect-aws's block of this name: `S3Bucket(credentials=...)`.
+
+    A block of its own (type `aws-credentials`), saved once and shared by buckets;
+    not storage itself. Fields left unset fall back to the AWS default chain.
+    `aws_client_parameters` takes `endpoint_url`, `verify`, `verify_cert_path`,
+    `use_ssl`, `api_version` and `config` (botocore Config options).
+    """
+
+    type_slug = "aws-credentials"
+
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: SecretStr | None = None
+    aws_session_token: SecretStr | None = None
+    profile_name: str | None = None
+    region_name: str | None = None
+    aws_client_parameters: dict | None = None
+
+    def __init__(self, **values: Any):
+        super().__init__(**values)
+        self.aws_client_parameters = _client_parameters(
+            self.aws_client_parameters, "AwsCredentials.aws_client_parameters")
+
+
+
 class S3Bucket(StorageBackend):
     """Results as objects in an S3 bucket, under `bucket_folder`.
 
     Unset credentials use the AWS default chain (environment, config files,
     instance metadata). `endpoint_url` points at S3-compatible services
-    (MinIO, Ceph, moto, ...).
+    (MinIO, Ceph, moto, ...). `credentials` takes an `AwsCredentials` block (or
+    the slug of a saved one) instead of the flat credential fields; a setting
+    given both ways must agree.
     """
 
     type_slug = "s3-bucket"
@@ -48,6 +110,8 @@ class S3Bucket(StorageBackend):
     aws_access_key_id: SecretStr | None = None
     aws_secret_access_key: SecretStr | None = None
     region_name: str | None = None
+    credentials: AwsCredentials | None = None
+    aws_client_parameters: dict | None = None
 
     def __init__(self, **values: Any):
         super().__init__(**values)
@@ -55,6 +119,9 @@ class S3Bucket(StorageBackend):
             raise ValueError(f"invalid S3 bucket name {self.bucket_name!r}")
         self.bucket_folder = clean_folder(self.bucket_folder, "bucket_folder")
         self._prefix = f"{self.bucket_folder}/" if self.bucket_folder else ""
+        self.aws_client_parameters = _client_parameters(
+            self.aws_client_parameters, "S3Bucket.aws_client_parameters")
+        self._client_options()  # a conflict between the fields and the credentials fails here
 
     @classmethod
     def from_url(cls, url: str) -> S3Bucket:
@@ -71,18 +138,43 @@ class S3Bucket(StorageBackend):
         """The s3fs file system for this block (StorageBackend.filesystem() caches it)."""
         import s3fs
 
+        return s3fs.S3FileSystem(**self._client_options())
+
+    def _client_options(self) -> dict[str, Any]:
+        """s3fs's options: the bucket's fields, and what its credentials block adds."""
+        creds = self.credentials or AwsCredentials()
+        own, theirs = self.aws_client_parameters or {}, creds.aws_client_parameters or {}
+
+        def pick(field: str, *more: tuple[str, Any]) -> Any:
+            return reveal(one_setting("S3Bucket", (field, getattr(self, field)),
+                                      (f"credentials.{field}", getattr(creds, field, None)), *more))
+
         # Each block keeps its own client: fsspec's instance cache would hand a block
         # built from the environment a client made under another environment.
         options: dict[str, Any] = {"skip_instance_cache": True}
-        if self.endpoint_url:
-            options["endpoint_url"] = self.endpoint_url
-        if self.aws_access_key_id is not None:
-            options["key"] = reveal(self.aws_access_key_id)
-        if self.aws_secret_access_key is not None:
-            options["secret"] = reveal(self.aws_secret_access_key)
-        if self.region_name:
-            options["client_kwargs"] = {"region_name": self.region_name}
-        return s3fs.S3FileSystem(**options)
+        settings = {
+            "key": pick("aws_access_key_id"),
+            "secret": pick("aws_secret_access_key"),
+            "token": reveal(creds.aws_session_token),
+            "profile": creds.profile_name,
+            "endpoint_url": pick("endpoint_url", *(
+                (f"{where}aws_client_parameters['endpoint_url']", params.get("endpoint_url"))
+                for where, params in (("", own), ("credentials.", theirs)))),
+        }
+        options.update((k, v) for k, v in settings.items() if v)
+        client = {"region_name": pick("region_name")}
+        for name in CLIENT_PARAMETERS[1:]:
+            client[name] = one_setting("S3Bucket", (f"aws_client_parameters[{name!r}]", own.get(name)),
+                                       (f"credentials.aws_client_parameters[{name!r}]", theirs.get(name)))
+        cert = client.pop("verify_cert_path")
+        if cert is not None and client["verify"] is not False:
+            client["verify"] = cert  # prefect-aws: a CA bundle, unless verification is off
+        config = client.pop("config")
+        if config:
+            options["config_kwargs"] = dict(config)
+        if any(v is not None for v in client.values()):
+            options["client_kwargs"] = {k: v for k, v in client.items() if v is not None}
+        return options
 
     def _object_key(self, key: str) -> str:
         return self._prefix + validate_storage_key(key)
@@ -312,4 +404,9 @@ def register_storage_types(register):
     register(S3Bucket)
 
 
-__all__ = ["S3Bucket"]
+@hookimpl
+def register_block_types(register):
+    register(AwsCredentials)  # a block of its own, not storage: buckets hold it
+
+
+__all__ = ["AwsCredentials", "S3Bucket"]
