@@ -408,3 +408,30 @@ def test_a_cancelled_async_transaction_leaves_no_lock_behind(tmp_path):
         assert not store.is_locked(key)
 
     _run_or_fail(main)
+
+
+def test_a_store_with_a_lock_manager_refuses_writes_from_another_holder_and_readers_wait(tmp_path):
+    import threading
+    import time
+
+    from stashflow.locking.memory import MemoryLockManager
+    from stashflow.results import ResultStore
+
+    store = ResultStore(result_storage=tmp_path, lock_manager=MemoryLockManager())
+    assert store.acquire_lock("k", holder="writer")
+    with pytest.raises(RuntimeError, match="another holder has its lock"):
+        store.write("k", "from someone else", holder="other")
+    with pytest.raises(RuntimeError, match="another holder has its lock"):
+        store.write("k", "from the caller's default holder")
+
+    seen = []
+    reader = threading.Thread(target=lambda: seen.append(store.read("k", holder="reader")))
+    reader.start()
+    time.sleep(0.2)
+    assert seen == []  # waiting for the writer, not failing on a missing record
+    store.write("k", "written under the lock", holder="writer")
+    store.release_lock("k", holder="writer")
+    reader.join(5)
+    assert seen == ["written under the lock"]
+    store.write("k", "free again")  # nobody holds it: anyone may write
+    assert store.read("k") == "free again"

@@ -137,3 +137,16 @@ def test_async_task_hooks_and_an_async_transaction_commit_with_awaited_hooks():
 
     assert asyncio.run(main()) is True
     assert seen == [("commit", 7)]
+
+
+def test_a_state_is_awaited_with_aresult_in_async_code():
+    @task(persist_result=True, cache_result_in_memory=False)
+    async def one():
+        return 1
+
+    @flow
+    async def main():
+        state = await one(return_state=True)
+        return await state.aresult(), state.result()
+
+    assert asyncio.run(main()) == (1, 1)

@@ -146,7 +146,19 @@ def test_a_custom_cache_key_fn_sees_the_parameters_bound_with_defaults():
 
     add(1)
     add(a=1, b=2)
-    assert seen == [{"a": 1, "b": 2}, {"a": 1, "b": 2}]
+    add(b=2, a=1)
+    assert seen == [{"a": 1, "b": 2}] * 3
+    assert all(list(p) == ["a", "b"] for p in seen)  # the signature's order, as str() shows
+
+    bodies = []
+
+    @task(cache_key_fn=lambda context, parameters: str(parameters), persist_result=True)
+    def three(a, b, c=3):
+        bodies.append(1)
+        return a + b + c
+
+    assert three(1, 2, 3) == three(c=3, a=1, b=2) == three(1, b=2) == 6
+    assert bodies == [1]
 
 
 def test_task_input_hash_changes_with_the_code():
@@ -384,3 +396,17 @@ def test_a_cached_json_result_is_revived_into_the_dataclass_or_model_the_task_re
     assert bodies == [2, "mon"]  # the second calls were cache hits
     unannotated("tue")
     assert unannotated("tue") == {"day": "tue", "rows": [3]}  # no annotation: its fields
+
+
+def test_cache_policies_take_prefects_calling_convention():
+    from stashflow.cache_policies import FLOW_PARAMETERS, RUN_ID, TASK_SOURCE
+
+    assert INPUTS.compute_key(task_ctx=None, inputs={"x": 1}, flow_parameters=None) == \
+        INPUTS.compute_key(None, {"x": 1}, None, extra="ignored")
+    assert INPUTS.compute_key(task_ctx=None, inputs=None, flow_parameters=None) == \
+        INPUTS.compute_key(None, {}, None)
+    for policy in (TASK_SOURCE, RUN_ID, NO_CACHE):
+        assert policy.compute_key(task_ctx=None, inputs={}, flow_parameters=None) is None
+    assert FLOW_PARAMETERS.compute_key(None, {}, {"a": 1}) is not None
+    assert (INPUTS + TASK_SOURCE).compute_key(task_ctx=None, inputs={"x": 1},
+                                              flow_parameters=None) is not None

@@ -18,6 +18,8 @@ _LAZY = {
     "SecretStr": "stashflow.blocks",
     "flow": "stashflow.engine",
     "task": "stashflow.engine",
+    "Flow": "stashflow.engine",
+    "Task": "stashflow.engine",
     "State": "stashflow.engine",
     "unmapped": "stashflow.engine",
     "transaction": "stashflow.transactions",
@@ -27,11 +29,19 @@ __all__ = ["hookimpl", *_LAZY]
 
 
 def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'stashflow' has no attribute {name!r}")
     import importlib
 
+    module = _LAZY.get(name)
+    if module is None:
+        # A submodule, as after `import prefect` (`stashflow.tasks.task_input_hash`).
+        if name.startswith("_") or not name.isidentifier():
+            raise AttributeError(f"module 'stashflow' has no attribute {name!r}")
+        try:
+            return importlib.import_module(f"stashflow.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"stashflow.{name}":
+                raise
+            raise AttributeError(f"module 'stashflow' has no attribute {name!r}") from None
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

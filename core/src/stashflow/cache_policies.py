@@ -1,7 +1,7 @@
 """Cache policies: how a task run's cache key (and so its file name) is computed.
 
-A policy's `compute_key(context, inputs, flow_parameters)` returns a string key
-or None (no caching). Policies combine with `+` and drop an input with
+A policy's `compute_key(task_ctx, inputs, flow_parameters, **kwargs)` returns a
+string key or None (no caching). Policies combine with `+` and drop an input with
 `INPUTS - "name"`; `configure(...)` returns a copy with an isolation level, a
 lock manager or a storage for the records.
 
@@ -51,8 +51,11 @@ class CachePolicy:
     key_storage: Any = None
     _fields: tuple[str, ...] = ()
 
-    def compute_key(self, context: Any, inputs: dict[str, Any],
-                    flow_parameters: dict[str, Any] | None) -> str | None:
+    def compute_key(self, task_ctx: Any, inputs: dict[str, Any] | None,
+                    flow_parameters: dict[str, Any] | None, **kwargs: Any) -> str | None:
+        """The key of this run, or None (not cached). The engine passes the three
+        positionally; the names and `**kwargs` are Prefect's, so policies and direct calls
+        written for Prefect work unchanged."""
         raise NotImplementedError
 
     def configure(self, *, isolation_level: str | None = _UNSET, lock_manager: Any = _UNSET,
@@ -114,8 +117,8 @@ class CompoundPolicy(CachePolicy):
     def __init__(self, policies: Iterable[CachePolicy] = ()):
         self.policies = tuple(policies)
 
-    def compute_key(self, context, inputs, flow_parameters):
-        keys = [p.compute_key(context, inputs, flow_parameters) for p in self.policies]
+    def compute_key(self, task_ctx, inputs, flow_parameters, **kwargs):
+        keys = [p.compute_key(task_ctx, inputs, flow_parameters, **kwargs) for p in self.policies]
         keys = [k for k in keys if k is not None]
         if not keys:
             return None
@@ -146,7 +149,9 @@ class Inputs(CachePolicy):
     def __init__(self, exclude: Iterable[str] = ()):
         self.exclude = tuple(exclude)
 
-    def compute_key(self, context, inputs, flow_parameters):
+    def compute_key(self, task_ctx, inputs, flow_parameters, **kwargs):
+        if inputs is None:
+            inputs = {}
         if self.exclude:
             inputs = {k: v for k, v in inputs.items() if k not in self.exclude}
         return hash_inputs(inputs)
@@ -163,8 +168,11 @@ class Inputs(CachePolicy):
 class TaskSource(CachePolicy):
     """The code the task runs (`fingerprint.code_fingerprint`): editing it invalidates its cache."""
 
-    def compute_key(self, context, inputs, flow_parameters):
-        return code_fingerprint(context.task.fn)
+    def compute_key(self, task_ctx, inputs, flow_parameters, **kwargs):
+        if task_ctx is None:
+            return None
+        task = task_ctx.task
+        return code_fingerprint(getattr(task, "fn", task))
 
     def __repr__(self) -> str:
         return "TASK_SOURCE"
@@ -173,7 +181,7 @@ class TaskSource(CachePolicy):
 class FlowParameters(CachePolicy):
     """The enclosing flow run's parameters (None outside a flow)."""
 
-    def compute_key(self, context, inputs, flow_parameters):
+    def compute_key(self, task_ctx, inputs, flow_parameters, **kwargs):
         return None if flow_parameters is None else hash_inputs(flow_parameters)
 
     def __repr__(self) -> str:
@@ -183,9 +191,11 @@ class FlowParameters(CachePolicy):
 class RunId(CachePolicy):
     """The flow run's id (the task run's outside a flow): caches only within one run."""
 
-    def compute_key(self, context, inputs, flow_parameters):
-        flow_run = context.flow_run
-        return flow_run.id if flow_run is not None else context.task_run.id
+    def compute_key(self, task_ctx, inputs, flow_parameters, **kwargs):
+        if task_ctx is None:
+            return None
+        flow_run = task_ctx.flow_run
+        return flow_run.id if flow_run is not None else task_ctx.task_run.id
 
     def __repr__(self) -> str:
         return "RUN_ID"
@@ -203,8 +213,8 @@ class CacheKeyFnPolicy(CachePolicy):
                             "CacheKeyFnPolicy(cache_key_fn=fn) (Prefect's name)")
         self.fn = fn if fn is not None else cache_key_fn
 
-    def compute_key(self, context, inputs, flow_parameters):
-        key = self.fn(context, inputs)
+    def compute_key(self, task_ctx, inputs, flow_parameters, **kwargs):
+        key = self.fn(task_ctx, inputs)
         if key is not None and not isinstance(key, str):
             raise CacheKeyError(f"cache_key_fn {_qualname(self.fn)} returned {key!r}; "
                                 "it must return a str (the storage key) or None")
@@ -215,7 +225,7 @@ class CacheKeyFnPolicy(CachePolicy):
 
 
 class _NoCache(CachePolicy):
-    def compute_key(self, context, inputs, flow_parameters):
+    def compute_key(self, task_ctx, inputs, flow_parameters, **kwargs):
         return None
 
     def __repr__(self) -> str:

@@ -236,10 +236,17 @@ class ResultStore:
                 "results written with it could never be read back; choose a trusted "
                 "result_serializer (or STASHFLOW_RESULTS_DEFAULT_SERIALIZER)")
 
-    def write(self, key: str, obj: Any, expiration: datetime | timedelta | float | None = None
-              ) -> RecordMetadata:
-        """Store `obj` under `key`, replacing any record there, atomically."""
+    def write(self, key: str, obj: Any, expiration: datetime | timedelta | float | None = None,
+              holder: str | None = None) -> RecordMetadata:
+        """Store `obj` under `key`, replacing any record there, atomically.
+
+        On a store given a `lock_manager`, a key locked by another holder is refused
+        (RuntimeError), as in Prefect: `holder` (default: the caller) must hold it or
+        nobody may.
+        """
         validate_key(key)
+        if self._lock_manager is not None:
+            self._check_writer(key, holder)
         now = datetime.now(UTC)
         sink = _DeferredWrite(self.storage, key)
         try:
@@ -296,15 +303,36 @@ class ResultStore:
         except FileNotFoundError:
             raise ResultNotFound(key, self.storage) from None
 
-    def read_record(self, key: str) -> ResultRecord:
-        """The value and metadata of the record at `key` (verified before decoding)."""
+    def read_record(self, key: str, holder: str | None = None) -> ResultRecord:
+        """The value and metadata of the record at `key` (verified before decoding).
+
+        On a store given a `lock_manager`, a key locked by another holder is read once
+        they release it (the record they are writing, not the one before), as in Prefect.
+        """
+        if self._lock_manager is not None:
+            self._wait_for_writer(key, holder)
         with self._open(key) as f:
             return read_record(f, key, self._choose(key), signing_key=self._key_for(key),
                                private=self.trusted_serializers is not None)
 
-    def read(self, key: str) -> Any:
+    def read(self, key: str, holder: str | None = None) -> Any:
         """The value stored at `key`; ResultNotFound if absent or expired."""
-        return self.read_record(key).value
+        return self.read_record(key, holder).value
+
+    def _held_by_another(self, key: str, holder: str | None) -> bool:
+        locks = self._locks()
+        return locks.is_locked(validate_key(key)) and not locks.is_lock_holder(
+            key, holder or default_holder())
+
+    def _check_writer(self, key: str, holder: str | None) -> None:
+        if self._held_by_another(key, holder):
+            raise RuntimeError(f"cannot write the record at {key!r}: another holder has its "
+                               "lock; take it first (store.acquire_lock(key, holder=...)) or "
+                               "wait for it (store.wait_for_lock(key))")
+
+    def _wait_for_writer(self, key: str, holder: str | None) -> None:
+        if self._held_by_another(key, holder):
+            self._locks().wait_for_lock(key)
 
     def read_metadata(self, key: str) -> RecordMetadata:
         """The header of the record at `key`, without reading its payload."""
@@ -331,18 +359,23 @@ class ResultStore:
     # written (atomically) or not at all. A cancelled caller stops waiting; the thread
     # finishes what it started (a write may still land).
 
-    async def aread(self, key: str) -> Any:
-        """`read` in a worker thread."""
-        return await _in_worker_thread(self.read, key)
+    def _caller(self, holder: str | None) -> str | None:
+        """The holder a worker thread acts for: given, or the calling task's (with locks)."""
+        return holder or (default_holder() if self._lock_manager is not None else None)
 
-    async def aread_record(self, key: str) -> ResultRecord:
+    async def aread(self, key: str, holder: str | None = None) -> Any:
+        """`read` in a worker thread."""
+        return await _in_worker_thread(self.read, key, self._caller(holder))
+
+    async def aread_record(self, key: str, holder: str | None = None) -> ResultRecord:
         """`read_record` in a worker thread."""
-        return await _in_worker_thread(self.read_record, key)
+        return await _in_worker_thread(self.read_record, key, self._caller(holder))
 
     async def awrite(self, key: str, obj: Any,
-                     expiration: datetime | timedelta | float | None = None) -> RecordMetadata:
+                     expiration: datetime | timedelta | float | None = None,
+                     holder: str | None = None) -> RecordMetadata:
         """`write` in a worker thread."""
-        return await _in_worker_thread(self.write, key, obj, expiration)
+        return await _in_worker_thread(self.write, key, obj, expiration, self._caller(holder))
 
     async def aexists(self, key: str) -> bool:
         """`exists` in a worker thread."""

@@ -28,25 +28,29 @@ def make_binder(fn: Callable, label: str) -> tuple[Callable, Callable, frozenset
         positional = tuple(p.name for p in params if p.kind is _P.POSITIONAL_OR_KEYWORD)
         defaults = {p.name: p.default for p in params if p.default is not _P.empty}
         n_names, n_pos = len(names), len(positional)
+        order = tuple(p.name for p in params)
 
         def bind(args: tuple, kwargs: dict) -> dict[str, Any]:
             if len(args) > n_pos:
                 raise TypeError(f"{label}() takes {n_pos} positional arguments but "
                                 f"{len(args)} were given")
             bound = dict(zip(positional, args, strict=False))
+            if not kwargs and len(bound) == n_names:
+                return bound  # all positional: already in the signature's order
             for k, v in kwargs.items():
                 if k in bound:
                     raise TypeError(f"{label}() got multiple values for argument {k!r}")
                 if k not in names:
                     raise TypeError(f"{label}() got an unexpected keyword argument {k!r}")
                 bound[k] = v
-            if len(bound) != n_names:
-                for p in params:
-                    if p.name not in bound:
-                        if p.name not in defaults:
-                            raise TypeError(f"{label}() missing required argument {p.name!r}")
-                        bound[p.name] = defaults[p.name]
-            return bound
+            for p in params:
+                if p.name not in bound:
+                    if p.name not in defaults:
+                        raise TypeError(f"{label}() missing required argument {p.name!r}")
+                    bound[p.name] = defaults[p.name]
+            # In the signature's order, however the call gave them: a cache_key_fn that
+            # formats the dict sees f(1, b=2) and f(b=2, a=1) alike.
+            return {name: bound[name] for name in order}
 
         def call(parameters: dict[str, Any]) -> Any:
             return fn(**parameters)

@@ -15,7 +15,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, ParamSpec, TypeVar
 
 from .. import settings
 from ..exceptions import SerializationError, StorageError
@@ -32,12 +32,15 @@ from .reporting import console_for_flows, flow_run_finished, printing_to_log, pr
 from .retries import delays_for
 from .timeouts import deadline
 
+P = ParamSpec("P")  # the function's parameters: Flow[[int], str] in annotations
+R = TypeVar("R")  # what it returns
+
 _LOG = logging.getLogger("stashflow.flow_runs")
 # Options read as resolved values, not copied to attributes.
 _RESOLVED = frozenset({"retries", "retry_delay_seconds", "name"})
 
 
-class Flow(BindsAsMethod):
+class Flow(BindsAsMethod, Generic[P, R]):
     """A function whose calls are flow runs; tasks called inside belong to the run.
 
     `Flow(fn, **options)` takes the options of `@flow` (engine.options.FlowOptions);

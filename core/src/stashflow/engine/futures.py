@@ -46,6 +46,16 @@ class State:
             return self._store.read(self.key)
         raise RuntimeError(f"the run is {self.name.lower()} and has no result yet")
 
+    async def aresult(self, raise_on_failure: bool = True) -> Any:
+        """`result()` for async code: a record is read off the event loop. (Prefect's
+        `await state.result()` is `await state.aresult()` here: `result()` never
+        returns a coroutine.)"""
+        if self._value is not _NO_VALUE or self.name == FAILED:
+            return self.result(raise_on_failure)
+        import asyncio  # lazy: most programs never need the loop's machinery here
+
+        return await asyncio.to_thread(self.result, raise_on_failure)
+
     @property
     def location(self) -> str | None:
         """Where the record is (a URL or path), when the result was persisted."""

@@ -86,7 +86,7 @@ def _plan(task: Any, parameters: dict[str, Any], task_run: TaskRun, flow_run: Fl
         if config.template is not None:
             key = config.template.format(parameters, flow_run, task_run)
         else:
-            key = config.policy.compute_key(context, task.key_inputs(parameters),
+            key = config.policy.compute_key(context, parameters,
                                             None if flow_run is None else flow_run.parameters)
             if key is not None:
                 validate_key(key)

@@ -14,7 +14,7 @@ import inspect
 import threading
 import typing
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Generic, ParamSpec, TypeVar
 
 from .. import settings
 from ..cache_policies import CachePolicy
@@ -36,6 +36,9 @@ from .retries import delays_for
 from .runners import ThreadPoolTaskRunner, resolve_task_runner
 from .task_runs import CacheWarning, arun_task, run_task
 from .templates import KeyTemplate
+
+P = ParamSpec("P")  # the function's parameters: Task[[int], str] in annotations
+R = TypeVar("R")  # what it returns
 
 # Options read as resolved values (Prefect reports them so), or as decorators: not copied.
 _RESOLVED = frozenset({"persist_result", "cache_policy", "retries", "retry_delay_seconds",
@@ -69,7 +72,7 @@ def _runner_for(flow_run: FlowRun | None) -> Any:
         return _default_runner
 
 
-class Task(BindsAsMethod):
+class Task(BindsAsMethod, Generic[P, R]):
     """A function whose calls are runs: persisted, cached and retried as configured.
 
     `Task(fn, **options)` takes the options of `@task` (engine.options.TaskOptions);
@@ -197,20 +200,6 @@ class Task(BindsAsMethod):
 
     def call_body(self, parameters: dict[str, Any]) -> Any:
         return self._call(parameters)
-
-    def key_inputs(self, parameters: dict[str, Any]) -> dict[str, Any]:
-        """The inputs INPUTS hashes: the parameters, a method's bound `self` (or `cls`)
-        included like any argument, under its parameter name.
-
-        An instance is hashed by its class and attributes (stashflow.hashing), so two
-        instances that differ in state never share a cached value; `INPUTS - 'self'` leaves
-        it out when its state cannot change the result (or cannot be hashed: the error
-        says so). The class the method was reached through is recorded either way.
-        """
-        if self._bound is None or self._first_param is None:
-            return parameters
-        owner = self._bound if isinstance(self._bound, type) else type(self._bound)
-        return {**parameters, "__method_of__": f"{owner.__module__}.{owner.__qualname__}"}
 
     def run_name(self, parameters: dict[str, Any]) -> str | None:
         """`task_run_name` for these parameters: a template like "{x}-{self.a}", or a

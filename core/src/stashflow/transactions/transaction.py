@@ -167,7 +167,7 @@ class Transaction(TreeLocks):
         if self.key is None:
             raise ValueError("this transaction has no key to read")
         try:
-            value = self._store().read(self.key)
+            value = self._store().read(self.key, holder=self.holder)
         except _UNUSABLE:
             if self._open():
                 self._found = False
@@ -359,7 +359,8 @@ class Transaction(TreeLocks):
                 self._runhook_list(self._commit_hooks, "commit", raise_first=True)
                 if self.key is not None and self.write_on_commit and not self._found:
                     staged = None if self._staged is _NOTHING else self._staged
-                    self._store().write(self.key, staged, expiration=self.expiration)
+                    self._store().write(self.key, staged, expiration=self.expiration,
+                                        holder=self.holder)
             except SerializationError as exc:
                 self.logger.warning("transaction %r was not committed: its value could not be "
                                     "serialized (%s); it is rolled back and the run goes on",
