@@ -27,3 +27,35 @@ def test_typed_errors_are_one_line_without_a_traceback():
     assert result.exit_code == 1
     assert result.output.startswith("Error: no block saved as 'local-file-system/absent'")
     assert "Traceback" not in result.output
+
+
+def test_dash_h_is_help_everywhere():
+    for args in (["-h"], ["block", "-h"], ["results", "ls", "-h"]):
+        result = CliRunner().invoke(main, args, prog_name="stashflow")
+        assert result.exit_code == 0 and result.output.startswith("Usage: stashflow"), args
+
+
+def test_config_set_checks_the_serializer_and_block_it_names_now(stashflow_home):
+    result = CliRunner().invoke(main, ["config", "set", "STASHFLOW_RESULTS_DEFAULT_SERIALIZER=pickel"])
+    assert result.exit_code == 2 and "unknown serializer 'pickel'" in result.output
+    assert "Did you mean 'pickle'?" in result.output
+    result = CliRunner().invoke(main, ["config", "set",
+                                       "STASHFLOW_DEFAULT_RESULT_STORAGE_BLOCK=s3-bucket/nope"])
+    assert result.exit_code == 2 and "no block is saved as 's3-bucket/nope'" in result.output
+    assert not (stashflow_home / "profiles.toml").exists()  # nothing half-set
+    ok = CliRunner().invoke(main, ["config", "set", "STASHFLOW_RESULTS_DEFAULT_SERIALIZER=json"])
+    assert ok.exit_code == 0, ok.output
+
+
+def test_block_ls_says_when_there_is_nothing_and_results_ls_refuses_a_missing_folder(tmp_path):
+    empty = CliRunner().invoke(main, ["block", "ls"])
+    assert empty.exit_code == 0 and "No saved blocks" in empty.output
+    missing = CliRunner().invoke(main, ["results", "ls", "--storage", str(tmp_path / "nope")])
+    assert missing.exit_code == 1
+    assert missing.output.strip() == f"Error: no storage at {tmp_path / 'nope'}: the folder does " \
+                                     "not exist (check --storage)"
+    from stashflow import ResultStore
+
+    ResultStore(tmp_path).write("one", 1)
+    listed = CliRunner().invoke(main, ["results", "ls", "--storage", str(tmp_path)])
+    assert listed.exit_code == 0 and "1 record\n" in listed.output

@@ -20,7 +20,7 @@ class _Group(click.Group):
             raise click.ClickException(str(exc)) from None
 
 
-@click.group(cls=_Group)
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="stashflow")
 def main() -> None:
     """Persist and cache the results of tasks and flows."""
@@ -49,10 +49,37 @@ def _pairs(pairs: tuple[str, ...]) -> dict[str, str]:
 def config_set(pairs: tuple[str, ...]) -> None:
     """Set one or more settings in the active profile."""
     values = _pairs(pairs)
+    for name, value in values.items():
+        _check_names_exist(name, value)
     settings.set_values(values)
     profile = settings.active_profile_name()
     for name in values:
         click.echo(f"Set {name} in profile {profile!r}.")
+
+
+def _check_names_exist(name: str, value: str) -> None:
+    """A serializer or block a setting names must exist now, not at the next run."""
+    canonical = settings.ALIASES.get(name, name)
+    if canonical == "STASHFLOW_RESULTS_DEFAULT_SERIALIZER" and value.strip():
+        from .registry import get_registry, resolve_serializer
+
+        try:
+            resolve_serializer(value.strip(), get_registry())
+        except StashflowError as exc:
+            import difflib
+
+            close = difflib.get_close_matches(value.strip(), get_registry().serializers, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise click.BadParameter(f"{exc}{hint}", param_hint=name) from None
+    elif canonical == "STASHFLOW_DEFAULT_RESULT_STORAGE_BLOCK" and value.strip():
+        from .blocks import list_blocks
+
+        saved = list_blocks()
+        if value.strip() not in saved:
+            raise click.BadParameter(
+                f"no block is saved as {value.strip()!r} (saved: {', '.join(saved) or 'none'}); "
+                "save it first with `stashflow block create TYPE NAME --set FIELD=VALUE`",
+                param_hint=name)
 
 
 @config.command("unset")
@@ -127,8 +154,12 @@ def block_ls() -> None:
     """List saved blocks by slug."""
     from .blocks import list_blocks
 
-    for slug in list_blocks():
+    slugs = list_blocks()
+    for slug in slugs:
         click.echo(slug)
+    if not slugs:
+        click.echo("No saved blocks: `stashflow block create TYPE NAME --set FIELD=VALUE` "
+                   "saves one (`stashflow block types` lists the types).", err=True)
 
 
 @block.command("types")
@@ -215,9 +246,16 @@ def results() -> None:
 
 
 def _store(storage: str | None):
+    from pathlib import Path
+
     from .results import ResultStore
 
-    return ResultStore(storage)
+    store = ResultStore(storage)
+    basepath = getattr(store.storage, "basepath", None)
+    if storage is not None and basepath is not None and not Path(basepath).is_dir():
+        raise click.ClickException(f"no storage at {basepath}: the folder does not exist "
+                                   "(check --storage)")
+    return store
 
 
 def _when(value) -> str:
@@ -271,7 +309,7 @@ def results_ls(storage: str | None, prefix: str, as_json: bool) -> None:
     widths = [max(len(row[i]) for row in table) for i in range(4)]
     for row in table:
         click.echo("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[4]]))
-    click.echo(f"{len(rows)} records", err=True)
+    click.echo(f"{len(rows)} record{'' if len(rows) == 1 else 's'}", err=True)
     if listing.skipped:
         click.echo(f"{skipped_summary(listing.skipped)}; see --json", err=True)
 
