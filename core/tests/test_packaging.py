@@ -80,6 +80,12 @@ def infrastructure_in(wheels: dict[str, Path]) -> list[str]:
     return found
 
 
+def test_every_wheel_is_typed(wheels):
+    for dist, wheel in wheels.items():
+        names = zipfile.ZipFile(wheel).namelist()
+        assert any(n.endswith("/py.typed") and n.count("/") == 1 for n in names), dist
+
+
 def test_no_wheel_carries_test_infrastructure(wheels):
     assert len(wheels) == len(DISTRIBUTIONS) >= 8
     assert infrastructure_in(wheels) == []
