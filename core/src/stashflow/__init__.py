@@ -27,6 +27,23 @@ _LAZY = {
 
 __all__ = ["hookimpl", *_LAZY]
 
+TYPE_CHECKING = False  # not typing's: `import stashflow` imports nothing it does not need
+if TYPE_CHECKING:  # the lazy names above, as type checkers must see them
+    from .blocks import Block as Block
+    from .blocks import SecretStr as SecretStr
+    from .engine import Flow as Flow
+    from .engine import State as State
+    from .engine import Task as Task
+    from .engine import flow as flow
+    from .engine import task as task
+    from .engine import unmapped as unmapped
+    from .records import RecordMetadata as RecordMetadata
+    from .records import ResultRecord as ResultRecord
+    from .results import ResultStore as ResultStore
+    from .serializers import Serializer as Serializer
+    from .storage import StorageBackend as StorageBackend
+    from .transactions import transaction as transaction
+
 
 def __getattr__(name: str):
     import importlib

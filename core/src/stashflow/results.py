@@ -4,6 +4,10 @@ This is the embedding API: no flow or task is needed. The engine uses it too.
 For async code, `aread`, `awrite`, `aexists`, ... run those methods in a worker
 thread; the store also locks its keys with its lock manager (`acquire_lock`,
 `release_lock`, ...: Prefect's names).
+
+Why one long module: it is one class, and its sync, async and lock methods are one
+API that users read in one place; the record format, the storage and the locks it
+uses live in their own modules.
 """
 
 from __future__ import annotations

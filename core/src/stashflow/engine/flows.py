@@ -15,7 +15,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from .. import settings
 from ..exceptions import SerializationError, StorageError
@@ -103,6 +103,13 @@ class Flow(BindsAsMethod, Generic[P, R]):
         given = self.options.retry_delay_seconds
         return given if given is not None else settings.get(
             "STASHFLOW_FLOWS_DEFAULT_RETRY_DELAY_SECONDS")
+
+    if TYPE_CHECKING:  # what a type checker sees: the function's own parameters and result
+        @overload
+        def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+
+        @overload
+        def __call__(self, *args: Any, return_state: bool, **kwargs: Any) -> Any: ...
 
     def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
         """Run the flow and return its value (its State with return_state=True).
@@ -248,6 +255,14 @@ def _outcome(state: State, value: Any, return_state: bool) -> Any:
     if state.name == FAILED:
         raise state.exception
     return value
+
+
+if TYPE_CHECKING:  # `@flow` and `@flow(...)` keep the function's types for a type checker
+    @overload
+    def flow(fn: Callable[P, R], /) -> Flow[P, R]: ...
+
+    @overload
+    def flow(fn: None = None, /, **options: Any) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
 
 
 def flow(fn: Callable | None = None, /, **options: Any) -> Any:

@@ -14,7 +14,7 @@ import inspect
 import threading
 import typing
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from .. import settings
 from ..cache_policies import CachePolicy
@@ -219,6 +219,13 @@ class Task(BindsAsMethod, Generic[P, R]):
     def _parameters(self, args: tuple, kwargs: dict) -> dict[str, Any]:
         return self._bind(self._with_bound(args), kwargs)
 
+    if TYPE_CHECKING:  # what a type checker sees: the function's own parameters and result
+        @overload
+        def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+
+        @overload
+        def __call__(self, *args: Any, return_state: bool, **kwargs: Any) -> Any: ...
+
     def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
         """Run the task now and return its value (its State with return_state=True).
 
@@ -236,6 +243,13 @@ class Task(BindsAsMethod, Generic[P, R]):
     async def _acall(self, parameters: dict, task_run: TaskRun, flow_run: FlowRun | None,
                      return_state: bool) -> Any:
         return _outcome(*await arun_task(self, parameters, task_run, flow_run), return_state)
+
+    if TYPE_CHECKING:
+        @overload
+        def submit(self, *args: P.args, **kwargs: P.kwargs) -> TaskRunFuture: ...
+
+        @overload
+        def submit(self, *args: Any, return_state: bool, **kwargs: Any) -> Any: ...
 
     def submit(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
         """Run the task on the flow's task runner; returns a future at once (its final State
@@ -296,6 +310,14 @@ def _outcome(state: State, value: Any, return_state: bool) -> Any:
     if state.name == FAILED:
         raise state.exception
     return value
+
+
+if TYPE_CHECKING:  # `@task` and `@task(...)` keep the function's types for a type checker
+    @overload
+    def task(fn: Callable[P, R], /) -> Task[P, R]: ...
+
+    @overload
+    def task(fn: None = None, /, **options: Any) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
 def task(fn: Callable | None = None, /, **options: Any) -> Any:
