@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 from click.testing import CliRunner
+from stashflow import settings
 from stashflow.cli import main
 
 
@@ -59,3 +60,25 @@ def test_block_ls_says_when_there_is_nothing_and_results_ls_refuses_a_missing_fo
     ResultStore(tmp_path).write("one", 1)
     listed = CliRunner().invoke(main, ["results", "ls", "--storage", str(tmp_path)])
     assert listed.exit_code == 0 and "1 record\n" in listed.output
+
+
+def test_profiles_are_listed_created_used_and_deleted(stashflow_home, monkeypatch):
+    monkeypatch.delenv("STASHFLOW_PROFILE", raising=False)
+
+    def cli(*args):
+        return CliRunner().invoke(main, list(args))
+
+    assert cli("config", "set", "STASHFLOW_RESULTS_DEFAULT_SERIALIZER=json").exit_code == 0
+    assert cli("profile", "ls").output.splitlines() == ["* default"]
+    assert cli("profile", "create", "ci", "--from", "default").exit_code == 0
+    assert cli("profile", "use", "ci").exit_code == 0
+    assert cli("profile", "ls").output.splitlines() == ["* ci", "  default"]
+    assert settings.get("STASHFLOW_RESULTS_DEFAULT_SERIALIZER") == "json"  # copied
+    refused = cli("profile", "delete", "ci")
+    assert refused.exit_code == 1 and "is active" in refused.output
+    assert cli("profile", "use", "default").exit_code == 0
+    assert cli("profile", "delete", "ci").exit_code == 0
+    missing = cli("profile", "use", "nope")
+    assert missing.exit_code == 1 and "no profile 'nope'" in missing.output
+    bad = cli("profile", "create", "../x")
+    assert bad.exit_code == 1 and "invalid profile name" in bad.output

@@ -104,6 +104,44 @@ def config_view(show_sources: bool) -> None:
 # -- plugins -------------------------------------------------------------------------
 
 
+@main.group(cls=_Group)
+def profile() -> None:
+    """Named sets of settings ($STASHFLOW_HOME/profiles.toml); one is active."""
+
+
+@profile.command("ls")
+def profile_ls() -> None:
+    """List the profiles, the active one marked with *."""
+    active = settings.active_profile_name()
+    for name in settings.profile_names():
+        click.echo(f"{'*' if name == active else ' '} {name}")
+
+
+@profile.command("create")
+@click.argument("name")
+@click.option("--from", "copy_from", metavar="PROFILE", help="Start with this profile's settings.")
+def profile_create(name: str, copy_from: str | None) -> None:
+    """Create a profile (empty, or a copy of --from)."""
+    settings.create_profile(name, copy_from)
+    click.echo(f"Created profile {name!r}; `stashflow profile use {name}` makes it active.")
+
+
+@profile.command("use")
+@click.argument("name")
+def profile_use(name: str) -> None:
+    """Make NAME the active profile (STASHFLOW_PROFILE, when set, still wins)."""
+    settings.use_profile(name)
+    click.echo(f"Profile {name!r} is now active.")
+
+
+@profile.command("delete")
+@click.argument("name")
+def profile_delete(name: str) -> None:
+    """Delete a profile that is not active."""
+    settings.delete_profile(name)
+    click.echo(f"Deleted profile {name!r}.")
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins(as_json: bool) -> None:

@@ -383,6 +383,55 @@ def _update_active_profile(change: Callable[[dict], None]) -> None:
     _write_profiles(data)
 
 
+# -- profiles ---------------------------------------------------------------------------
+
+
+def profile_names() -> list[str]:
+    """The saved profiles (the active one included, even before anything is set in it)."""
+    data = _read_profiles()
+    return sorted({*data.get("profiles", {}), active_profile_name(data)})
+
+
+def _check_profile_name(name: str) -> None:
+    if not name or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+        raise SettingsError(f"invalid profile name {name!r}: use letters, digits, '.', '_', '-'")
+
+
+def create_profile(name: str, copy_from: str | None = None) -> None:
+    """A new profile, empty or with the settings of `copy_from`."""
+    _check_profile_name(name)
+    data = _read_profiles()
+    profiles = dict(data.get("profiles", {}))
+    if name in profiles:
+        raise SettingsError(f"profile {name!r} already exists")
+    if copy_from is not None and copy_from not in profile_names():
+        raise SettingsError(f"no profile {copy_from!r} to copy (profiles: "
+                            f"{', '.join(profile_names())})")
+    profiles[name] = dict(profiles.get(copy_from, {})) if copy_from else {}
+    _write_profiles({"active": data.get("active", "default"), "profiles": profiles})
+
+
+def use_profile(name: str) -> None:
+    """Make `name` the active profile of later runs (STASHFLOW_PROFILE still wins)."""
+    data = _read_profiles()
+    if name not in profile_names():
+        raise SettingsError(f"no profile {name!r} (profiles: {', '.join(profile_names())}); "
+                            f"create it with `stashflow profile create {name}`")
+    _write_profiles({"active": name, "profiles": dict(data.get("profiles", {}))})
+
+
+def delete_profile(name: str) -> None:
+    """Delete a profile that is not the active one."""
+    data = _read_profiles()
+    profiles = dict(data.get("profiles", {}))
+    if name not in profiles:
+        raise SettingsError(f"no profile {name!r} (profiles: {', '.join(profile_names())})")
+    if name == active_profile_name(data):
+        raise SettingsError(f"profile {name!r} is active: `stashflow profile use OTHER` first")
+    del profiles[name]
+    _write_profiles({"active": data.get("active", "default"), "profiles": profiles})
+
+
 def display_value(name: str, value: Any) -> str:
     """How a value is shown by `config view`: secrets masked, sets joined."""
     if SETTINGS[name].secret:
