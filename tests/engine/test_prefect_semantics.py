@@ -410,3 +410,24 @@ def test_cache_policies_take_prefects_calling_convention():
     assert FLOW_PARAMETERS.compute_key(None, {}, {"a": 1}) is not None
     assert (INPUTS + TASK_SOURCE).compute_key(task_ctx=None, inputs={"x": 1},
                                               flow_parameters=None) is not None
+
+
+def test_the_run_context_shows_the_result_store_in_use(tmp_path):
+    from stashflow.context import get_run_context
+    from stashflow.filesystems import LocalFileSystem
+
+    storage = LocalFileSystem(basepath=str(tmp_path / "custom"))
+
+    @task(persist_result=True)
+    def inner():
+        context = get_run_context()
+        return context.result_store.storage, context.persist_result
+
+    @flow(result_storage=storage, persist_result=True)
+    def outer():
+        context = get_run_context()
+        return context.result_store.storage, context.persist_result, inner()
+
+    flow_storage, flow_persists, (task_storage, task_persists) = outer()
+    assert flow_storage == storage == task_storage  # the task inherits the flow's storage
+    assert flow_persists and task_persists

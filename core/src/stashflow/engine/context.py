@@ -131,6 +131,16 @@ class TaskRunContext:
         self.flow_run = flow_run
         self.parameters = parameters
 
+    @property
+    def result_store(self) -> Any:
+        """The ResultStore this run's result is read from and written to (Prefect's name)."""
+        return self.task.config_for(self.flow_run).store
+
+    @property
+    def persist_result(self) -> bool:
+        """Whether this run's result is persisted, as resolved for it."""
+        return self.task.config_for(self.flow_run).persist
+
 
 flow_run_var: ContextVar[FlowRun | None] = ContextVar("stashflow_flow_run", default=None)
 task_run_var: ContextVar[TaskRunContext | None] = ContextVar("stashflow_task_run", default=None)
@@ -161,6 +171,16 @@ class FlowRunContext:
     @property
     def parameters(self) -> dict[str, Any]:
         return self.flow_run.parameters
+
+    @property
+    def result_store(self) -> Any:
+        """The ResultStore of this flow run: where its result, and by default its tasks'
+        results, are written (Prefect's name)."""
+        return self.flow_run.config.store()
+
+    @property
+    def persist_result(self) -> bool:
+        return self.flow_run.config.persist
 
     @classmethod
     def get(cls) -> FlowRunContext | None:
